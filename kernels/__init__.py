@@ -1,0 +1,76 @@
+"""Compute kernels: one module per op family per backend, all with one interface.
+
+    kernels/reference/conv.py    readable loops from the mathematical definition (the oracle)
+    kernels/numba/conv.py        the same functions compiled with Numba (CPU)
+    kernels/cython/...           the same functions as Cython extensions (CPU)
+    kernels/cupy/...             the same functions on an NVIDIA GPU
+
+Op families: ``conv``, ``pool``, ``batchnorm``, ``residual``. Every backend's
+module of a family defines the same function names with the same arguments.
+Kernels work on raw arrays: the differentiable functions in
+``tinygrad_cnn.nn.functional`` validate shapes and arguments, make arrays
+contiguous, and only then call :func:`kernel_module` ``(family).some_kernel(...)``.
+
+The CPU backend is chosen by ``set_backend(name)``, the context manager
+``use_backend(name)``, or the environment variable ``TINYGRAD_CNN_BACKEND``.
+Arrays on the GPU always use the ``cupy`` backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+from types import ModuleType
+
+CPU_BACKENDS = ("reference", "numba", "cython")
+FAMILIES = ("conv", "pool", "batchnorm", "residual")
+DEFAULT_BACKEND = "reference"
+ENV_VARIABLE = "TINYGRAD_CNN_BACKEND"
+
+
+def _checked(name: str) -> str:
+    if name not in CPU_BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; expected one of {CPU_BACKENDS}")
+    return name
+
+
+_backend = _checked(os.environ.get(ENV_VARIABLE, DEFAULT_BACKEND))
+
+
+def get_backend() -> str:
+    """The CPU backend in use."""
+    return _backend
+
+
+def set_backend(name: str) -> None:
+    """Choose the CPU kernels: ``"reference"`` (readable loops), ``"numba"`` or ``"cython"``."""
+    global _backend
+    _backend = _checked(name)
+    for family in FAMILIES:  # fail now, clearly, if the backend cannot load
+        _load(_backend, family)
+
+
+@contextlib.contextmanager
+def use_backend(name: str):
+    """``with use_backend("reference"): ...`` runs the block on other kernels."""
+    previous = _backend
+    set_backend(name)
+    try:
+        yield
+    finally:
+        set_backend(previous)
+
+
+def _load(backend: str, family: str) -> ModuleType:
+    try:
+        return importlib.import_module(f"tinygrad_cnn.kernels.{backend}.{family}")
+    except ImportError as error:
+        raise RuntimeError(
+            f"backend {backend!r} cannot load its {family!r} kernels: {error}"
+        ) from None
+
+
+def kernel_module(family: str, device: str = "cpu") -> ModuleType:
+    """The module implementing ``family`` for ``device`` under the current backend."""
+    return _load("cupy" if device == "cuda" else _backend, family)

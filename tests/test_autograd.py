@@ -1,0 +1,122 @@
+"""The graph walk: deep chains, shared inputs, memory release, no_grad, errors."""
+
+import gc
+import weakref
+
+import numpy as np
+import pytest
+
+import tinygrad_cnn as tc
+from tinygrad_cnn import Tensor
+from tinygrad_cnn.testing import GradcheckError, gradcheck
+
+
+def test_ten_thousand_op_chain_backprops_without_recursion_error():
+    x = Tensor(1.0, requires_grad=True, dtype="float64")
+    y = x
+    for _ in range(10_000):
+        y = y * 1.0001
+    y.backward()
+    assert x.grad.item() == pytest.approx(1.0001**10_000)
+
+
+def test_diamond_graph_accumulates_gradients():
+    x = Tensor(3.0, requires_grad=True)
+    a = x * 2
+    b = x * x
+    (a + b + a * b).backward()  # d/dx [2x + x^2 + 2x^3] = 2 + 2x + 6x^2
+    assert x.grad.item() == pytest.approx(2 + 6 + 54)
+
+
+def test_residual_diamond_through_relu():
+    x = Tensor([[-1.0, 2.0]], requires_grad=True, dtype="float64")
+    w = Tensor([[0.5, -1.0], [2.0, 1.0]], requires_grad=True, dtype="float64")
+    gradcheck(lambda x, w: ((x @ w).relu() + x).sum(), [x, w])
+
+
+def test_leaf_gradients_accumulate_across_backward_calls():
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    (x * 3).sum().backward()
+    (x * 4).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [7.0, 7.0])
+    x.zero_grad()
+    assert x.grad is None
+
+
+def test_graph_is_released_after_backward():
+    x = Tensor(np.ones(1000), requires_grad=True)
+    y = x.exp()
+    saved = weakref.ref(y._creator.z)  # the array exp saved for its backward pass
+    loss = y.sum()
+    del y
+    loss.backward()
+    gc.collect()
+    assert saved() is None
+    with pytest.raises(RuntimeError, match="second time"):
+        loss.backward()
+
+
+def test_retain_graph_allows_a_second_backward():
+    x = Tensor(2.0, requires_grad=True)
+    y = x * x
+    y.backward(retain_graph=True)
+    y.backward()
+    assert x.grad.item() == pytest.approx(8.0)
+
+
+def test_no_grad_builds_no_graph():
+    x = Tensor([1.0], requires_grad=True)
+    with tc.no_grad():
+        y = x * 2
+    assert not y.requires_grad and y._creator is None
+
+    @tc.no_grad()
+    def f(t):
+        return t * 3
+
+    assert not f(x).requires_grad
+    assert tc.is_grad_enabled()
+
+
+def test_backward_on_non_scalar_needs_grad():
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(ValueError, match=r"scalar.*\(2,\)"):
+        (x * 2).backward()
+    (x * 2).backward(Tensor([1.0, 1.0]))
+    np.testing.assert_allclose(x.grad.numpy(), [2.0, 2.0])
+
+
+def test_backward_without_requires_grad_says_so():
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        Tensor([1.0]).sum().backward()
+
+
+def test_detach_cuts_the_graph():
+    x = Tensor(2.0, requires_grad=True)
+    y = x * x.detach()
+    y.backward()
+    assert x.grad.item() == pytest.approx(2.0)
+
+
+def test_gradcheck_catches_a_wrong_gradient():
+    from tinygrad_cnn import ops
+
+    class WrongSquare(ops.Function):
+        def forward(self, x):
+            self.x = x
+            return x * x
+
+        def backward(self, g):
+            return g * self.x  # should be 2 x
+
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    with pytest.raises(GradcheckError, match="input 0"):
+        gradcheck(lambda t: WrongSquare.apply(t), [x])
+    assert not gradcheck(lambda t: WrongSquare.apply(t), [x], raise_exception=False)
+    assert not gradcheck(lambda t: WrongSquare.apply(t), [x], n_directions=3,
+                         raise_exception=False)
+
+
+def test_gradcheck_refuses_float32():
+    with pytest.raises(TypeError, match="float64"):
+        gradcheck(lambda t: t * 2, [Tensor([1.0], requires_grad=True)])

@@ -1,0 +1,171 @@
+"""Reverse-mode automatic differentiation: the whole idea in one page.
+
+Every differentiable operation is a :class:`Function` with two methods on raw
+arrays:
+
+* ``forward(*arrays, **options) -> array`` computes the result and saves on
+  ``self`` whatever the backward pass will need;
+* ``backward(grad_output) -> tuple of arrays`` applies the chain rule: given
+  dL/d(output) it returns dL/d(input) for every input (``None`` for inputs
+  that need no gradient).
+
+``Function.apply`` runs ``forward`` on the inputs' data and, when any input
+requires a gradient (and grad mode is on), remembers the Function as the
+output's creator. Those links form the computational graph, a DAG that
+``Tensor.backward`` walks in reverse topological order, summing the gradients
+that reach a tensor along every path (the multivariable chain rule).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tinygrad_cnn.tensor import Tensor
+
+_grad_enabled = True
+
+
+def is_grad_enabled() -> bool:
+    return _grad_enabled
+
+
+class _GradMode(contextlib.ContextDecorator):
+    """Context manager/decorator that switches graph building on or off."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def __enter__(self) -> None:
+        global _grad_enabled
+        self.previous = _grad_enabled
+        _grad_enabled = self.enabled
+
+    def __exit__(self, *exc) -> None:
+        global _grad_enabled
+        _grad_enabled = self.previous
+
+
+def no_grad() -> _GradMode:
+    """``with no_grad():`` (or ``@no_grad()``) builds no graph: for evaluation and updates."""
+    return _GradMode(False)
+
+
+def enable_grad() -> _GradMode:
+    return _GradMode(True)
+
+
+class Function:
+    """One differentiable operation; subclasses define ``forward`` and ``backward``."""
+
+    inputs: tuple[Tensor, ...]
+    needs_input_grad: tuple[bool, ...]
+    released = False  # set once backward has freed what forward saved
+
+    def forward(self, *arrays, **options):
+        raise NotImplementedError
+
+    def backward(self, grad_output):
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *inputs: Tensor, **options) -> Tensor:
+        from tinygrad_cnn.tensor import Tensor, check_same_device
+
+        device = check_same_device(cls.__name__, inputs)
+        fn = cls()
+        fn.needs_input_grad = tuple(t.requires_grad for t in inputs)
+        out = Tensor._wrap(fn.forward(*(t.data for t in inputs), **options), device)
+        if _grad_enabled and any(fn.needs_input_grad):
+            out.requires_grad = True
+            fn.inputs = inputs
+            out._creator = fn
+        return out
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}Backward>"
+
+
+def topological_order(root: Tensor) -> list[Tensor]:
+    """Tensors of the graph ending at ``root``, every tensor after its inputs.
+
+    Iterative depth-first search with an explicit stack, so a chain of 10,000
+    operations needs no deep Python recursion.
+    """
+    order: list[Tensor] = []
+    visited: set[int] = {id(root)}
+    stack = [(root, False)]
+    while stack:
+        tensor, inputs_done = stack.pop()
+        if inputs_done:
+            order.append(tensor)
+            continue
+        stack.append((tensor, True))
+        fn = tensor._creator
+        if fn is not None:
+            if fn.released:
+                raise RuntimeError(
+                    "backward through a graph a second time: its saved arrays were freed "
+                    "by the first backward; pass retain_graph=True to the first call"
+                )
+            for parent in fn.inputs:
+                if parent.requires_grad and id(parent) not in visited:
+                    visited.add(id(parent))
+                    stack.append((parent, False))
+    return order
+
+
+def run_backward(root: Tensor, grad_root, retain_graph: bool = False) -> None:
+    """Propagate ``grad_root`` = dL/d(root) to every leaf that requires a gradient.
+
+    Gradients of intermediate tensors live only in a local dictionary; leaves
+    accumulate theirs into ``.grad`` (as in PyTorch). Unless ``retain_graph``,
+    each node's Function is dropped once used, releasing the saved arrays, so
+    memory stays flat over many training steps.
+    """
+    from tinygrad_cnn.tensor import Tensor
+
+    grads = {id(root): grad_root}
+    for tensor in reversed(topological_order(root)):
+        grad = grads.pop(id(tensor), None)
+        if grad is None:
+            continue
+        fn = tensor._creator
+        if fn is None:  # a leaf: accumulate
+            if tensor.grad is None:
+                tensor.grad = Tensor._wrap(grad, tensor.device)
+            else:
+                tensor.grad = Tensor._wrap(tensor.grad.data + grad, tensor.device)
+            continue
+        with no_grad():
+            input_grads = fn.backward(grad)
+        if not isinstance(input_grads, tuple):
+            input_grads = (input_grads,)
+        for parent, needs, g in zip(fn.inputs, fn.needs_input_grad, input_grads):
+            if not needs or g is None:
+                continue
+            if g.shape != parent.shape:
+                raise RuntimeError(
+                    f"{fn!r} returned a gradient of shape {g.shape} for an input of shape "
+                    f"{parent.shape}"
+                )
+            if g.dtype != parent.dtype:
+                g = g.astype(parent.dtype)
+            previous = grads.get(id(parent))
+            grads[id(parent)] = g if previous is None else previous + g
+        if not retain_graph:  # free the saved arrays and the links to the inputs
+            fn.__dict__.clear()
+            fn.released = True
+
+
+def no_grad_method(method):
+    """Decorator for methods that must never build a graph (optimizer steps)."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with no_grad():
+            return method(*args, **kwargs)
+
+    return wrapper

@@ -1,0 +1,72 @@
+"""Devices and the array module (the Chainer ``xp`` pattern).
+
+A Tensor's data is a ``numpy.ndarray`` on ``"cpu"`` and a ``cupy.ndarray`` on
+``"cuda"``. Code that is the same for both asks :func:`array_module` for the
+module (``np`` or ``cupy``) and calls it; only kernels that must differ are
+written twice. CuPy is imported lazily, so importing tinygrad_cnn never fails
+or slows down on a machine without a GPU.
+"""
+
+from __future__ import annotations
+
+import functools
+from types import ModuleType
+
+import numpy as np
+
+DEVICES = ("cpu", "cuda")
+
+
+@functools.lru_cache(maxsize=1)
+def _cupy() -> ModuleType | None:
+    try:
+        import cupy  # noqa: PLC0415 - optional dependency, imported on demand
+
+        cupy.cuda.runtime.getDeviceCount()
+        return cupy
+    except Exception:  # ImportError, or CuPy without a usable driver/GPU
+        return None
+
+
+def cuda_is_available() -> bool:
+    """True when CuPy imports and sees at least one CUDA device."""
+    return _cupy() is not None
+
+
+def check_device(device: str) -> str:
+    """Normalise a device name (``"cuda:0"`` counts as ``"cuda"``) and check it can be used."""
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a string such as 'cpu' or 'cuda', got {device!r}")
+    name = device.split(":")[0]
+    if name not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; expected one of {DEVICES}")
+    if name == "cuda" and not cuda_is_available():
+        raise RuntimeError(
+            "device 'cuda' requested but CuPy or a CUDA GPU is not available "
+            "(install with: pip install -e '.[gpu]')"
+        )
+    return name
+
+
+def array_module(device: str) -> ModuleType:
+    """``numpy`` for the CPU, ``cupy`` for CUDA."""
+    return np if device == "cpu" else _cupy()
+
+
+def device_of(array) -> str:
+    """The device an array lives on."""
+    return "cpu" if isinstance(array, (np.ndarray, np.generic)) else "cuda"
+
+
+def move_array(array, device: str):
+    """Copy an array to ``device`` (a no-op when it is already there)."""
+    if device_of(array) == device:
+        return array
+    if device == "cpu":
+        return _cupy().asnumpy(array)
+    return _cupy().asarray(array)
+
+
+def xp_of(array) -> ModuleType:
+    """The array module an array belongs to (``numpy`` or ``cupy``)."""
+    return np if isinstance(array, (np.ndarray, np.generic)) else _cupy()

@@ -1,0 +1,23 @@
+"""``tinygrad_cnn.nn``: layers that hold parameters, built on ``nn.functional``."""
+
+from tinygrad_cnn.nn import functional, init
+from tinygrad_cnn.nn.layers import (
+    Dropout,
+    Flatten,
+    Identity,
+    LeakyReLU,
+    Linear,
+    LogSoftmax,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Tanh,
+)
+from tinygrad_cnn.nn.loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss
+from tinygrad_cnn.nn.module import Module, ModuleList, Parameter, Sequential
+
+__all__ = [
+    "functional", "init", "Module", "ModuleList", "Parameter", "Sequential", "Linear",
+    "Identity", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Flatten",
+    "Dropout", "CrossEntropyLoss", "NLLLoss", "MSELoss", "BCELoss", "BCEWithLogitsLoss",
+]

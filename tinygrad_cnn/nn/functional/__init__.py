@@ -1,0 +1,26 @@
+"""``tinygrad_cnn.nn.functional`` (``F``): the differentiable operations of a network,
+as plain functions of Tensors. The ``nn`` layers hold parameters and call these."""
+
+from tinygrad_cnn.nn.functional.activation import (
+    leaky_relu,
+    log_softmax,
+    relu,
+    sigmoid,
+    softmax,
+    tanh,
+)
+from tinygrad_cnn.nn.functional.linear import dropout, linear
+from tinygrad_cnn.nn.functional.loss import (
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    cross_entropy,
+    mse_loss,
+    nll_loss,
+)
+from tinygrad_cnn.nn.functional.padding import pad
+
+__all__ = [
+    "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax", "linear", "dropout",
+    "pad", "cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+]
