@@ -19,6 +19,12 @@ from tinygrad_cnn.nn.functional.loss import (
 )
 from tinygrad_cnn.nn.functional.padding import pad
 
+# Each op family's module lists its public names in __all__.
+from tinygrad_cnn.nn.functional.conv import *  # noqa: E402,F403
+from tinygrad_cnn.nn.functional.pooling import *  # noqa: E402,F403
+from tinygrad_cnn.nn.functional.normalization import *  # noqa: E402,F403
+from tinygrad_cnn.nn.functional.residual import *  # noqa: E402,F403
+
 __all__ = [
     "relu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax", "linear", "dropout",
     "pad", "cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy",
