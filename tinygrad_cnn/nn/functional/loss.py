@@ -92,8 +92,9 @@ def binary_cross_entropy(input: Tensor, target: Tensor, reduction: str = "mean")
     p = input.data
     if p.size and (float(p.min()) < 0 or float(p.max()) > 1):
         raise ValueError("binary_cross_entropy: input must be probabilities in [0, 1]")
-    log_p = input.log().clamp(min=-100.0)
-    log_1mp = (1 - input).log().clamp(min=-100.0)
+    with np.errstate(divide="ignore"):  # log(0) = -inf is clamped on the next line
+        log_p = input.log().clamp(min=-100.0)
+        log_1mp = (1 - input).log().clamp(min=-100.0)
     return _reduce(-(target * log_p + (1 - target) * log_1mp), reduction)
 
 

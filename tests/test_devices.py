@@ -1,0 +1,35 @@
+"""Devices: the GPU is optional, never needed to import, and never mixed silently."""
+
+import subprocess
+import sys
+
+import pytest
+
+import tinygrad_cnn as tc
+from tinygrad_cnn import Tensor, nn
+
+
+def test_import_does_not_import_cupy():
+    code = "import sys, tinygrad_cnn; print('cupy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_cuda_queries_never_fail():
+    assert isinstance(tc.cuda.is_available(), bool)
+    assert tc.cuda.device_count() >= (1 if tc.cuda.is_available() else 0)
+
+
+@pytest.mark.skipif(tc.cuda.is_available(), reason="checks the error on a machine without a GPU")
+def test_cuda_without_gpu_gives_a_clear_error():
+    with pytest.raises(RuntimeError, match="CuPy or a CUDA GPU is not available"):
+        Tensor([1.0]).to("cuda")
+    with pytest.raises(RuntimeError, match="CuPy or a CUDA GPU is not available"):
+        nn.Linear(2, 2).to("cuda")
+
+
+def test_cpu_moves_are_no_ops():
+    t = Tensor([1.0], requires_grad=True)
+    assert t.to("cpu") is t and t.cpu() is t
+    layer = nn.Linear(2, 2)
+    assert layer.to("cpu") is layer
