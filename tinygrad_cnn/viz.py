@@ -1,0 +1,227 @@
+"""Pictures of what networks compute and learn (matplotlib, headless Agg backend).
+
+Every plotting function returns the matplotlib Figure and, given ``path``,
+also saves it as a PNG. Two helpers compute images by gradient on the input
+rather than plotting arrays: :func:`activation_maximization` (gradient *ascent*
+on an input image to excite one unit) and :func:`saliency_map` (|d score / d pixel|).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from tinygrad_cnn.autograd import no_grad
+from tinygrad_cnn.tensor import Tensor
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed; must precede the pyplot import
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _array(x) -> np.ndarray:
+    return x.numpy() if isinstance(x, Tensor) else np.asarray(x)
+
+
+def _finish(fig, path: str | os.PathLike | None):
+    if path is not None:
+        folder = os.path.dirname(os.fspath(path))
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+    return fig
+
+
+def _grid(n: int, ncols: int) -> tuple[int, int]:
+    ncols = max(1, min(ncols, n))
+    return math.ceil(n / ncols), ncols
+
+
+def _as_image(a: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """(C, H, W) or (H, W) to something imshow shows: grey for 1 channel, RGB for 3."""
+    if a.ndim == 3 and a.shape[0] in (1, 3):
+        a = a[0] if a.shape[0] == 1 else np.moveaxis(a, 0, -1)
+    if a.ndim == 3:  # RGB: scale into [0, 1]
+        lo, hi = a.min(), a.max()
+        return (a - lo) / (hi - lo + 1e-12), None
+    if a.ndim != 2:
+        raise ValueError(f"cannot show an image of shape {a.shape}; expected (H, W), (1|3, H, W)")
+    return a, "gray"
+
+
+def filter_grid(weights, path=None, ncols: int = 8, title: str = "filters", channel: int | None = None):
+    """Show convolution kernels of shape (K, C, kh, kw): one tile per output map. With 3 input
+    channels the kernels are shown in colour, otherwise channel ``channel`` (default: the mean
+    over input channels). Each tile is scaled on its own; blue-white-red for signed weights."""
+    w = _array(weights)
+    if w.ndim != 4:
+        raise ValueError(f"filter_grid: weights must be (K, C, kh, kw), got shape {w.shape}")
+    plt = _pyplot()
+    rows, cols = _grid(w.shape[0], ncols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.3 * rows + 0.4), squeeze=False)
+    for i, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if i >= w.shape[0]:
+            continue
+        if w.shape[1] == 3 and channel is None:
+            ax.imshow(_as_image(w[i])[0], interpolation="nearest")
+        else:
+            tile = w[i].mean(0) if channel is None else w[i, channel]
+            bound = np.abs(tile).max() + 1e-12
+            ax.imshow(tile, cmap="bwr", vmin=-bound, vmax=bound, interpolation="nearest")
+    fig.suptitle(title)
+    return _finish(fig, path)
+
+
+def activation_maps(activations, path=None, ncols: int = 8, title: str = "activation maps",
+                    max_maps: int = 64):
+    """Show the feature maps of one image, shape (C, H, W) (or (1, C, H, W))."""
+    a = _array(activations)
+    if a.ndim == 4 and a.shape[0] == 1:
+        a = a[0]
+    if a.ndim != 3:
+        raise ValueError(f"activation_maps: expected (C, H, W), got shape {a.shape}")
+    a = a[:max_maps]
+    plt = _pyplot()
+    rows, cols = _grid(a.shape[0], ncols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.3 * rows + 0.4), squeeze=False)
+    for i, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if i < a.shape[0]:
+            ax.imshow(a[i], cmap="viridis", interpolation="nearest")
+            ax.set_title(str(i), fontsize=7)
+    fig.suptitle(title)
+    return _finish(fig, path)
+
+
+def training_curves(history: Mapping[str, Sequence[float]], path=None, title: str = "training"):
+    """Plot a Keras-style history ({'loss': [...], 'val_loss': [...], 'accuracy': [...]}):
+    losses on the left axis, everything else (accuracies, rates) on the right panel."""
+    if not history:
+        raise ValueError("training_curves: the history is empty")
+    plt = _pyplot()
+    losses = {k: v for k, v in history.items() if "loss" in k}
+    others = {k: v for k, v in history.items() if "loss" not in k}
+    panels = [p for p in (losses, others) if p]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        for name, values in panel.items():
+            ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=name)
+        ax.set_xlabel("epoch")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    return _finish(fig, path)
+
+
+def confusion_matrix(y_true, y_pred, n_classes: int | None = None) -> np.ndarray:
+    """counts[i, j] = number of samples of true class i predicted as class j."""
+    y_true, y_pred = _array(y_true).astype(int).ravel(), _array(y_pred).astype(int).ravel()
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"confusion_matrix: {y_true.shape[0]} labels but {y_pred.shape[0]} predictions")
+    n = int(max(y_true.max(initial=0), y_pred.max(initial=0)) + 1) if n_classes is None else n_classes
+    counts = np.zeros((n, n), dtype=np.int64)
+    np.add.at(counts, (y_true, y_pred), 1)
+    return counts
+
+
+def plot_confusion_matrix(counts, class_names: Sequence[str] | None = None, path=None,
+                          title: str = "confusion matrix"):
+    counts = _array(counts)
+    plt = _pyplot()
+    n = counts.shape[0]
+    names = [str(i) for i in range(n)] if class_names is None else list(class_names)
+    fig, ax = plt.subplots(figsize=(0.5 * n + 2.5, 0.5 * n + 2))
+    ax.imshow(counts, cmap="Blues")
+    for i in range(n):
+        for j in range(n):
+            colour = "white" if counts[i, j] > counts.max() / 2 else "black"
+            ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7, color=colour)
+    ax.set_xticks(range(n), names)
+    ax.set_yticks(range(n), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    return _finish(fig, path)
+
+
+def image_grid(images, labels=None, predictions=None, path=None, ncols: int = 8,
+               class_names: Sequence[str] | None = None, title: str = ""):
+    """Images (N, C, H, W) or (N, H, W) in a grid, captioned 'label' or 'label -> prediction'
+    (red when they differ)."""
+    images = _array(images)
+    plt = _pyplot()
+    rows, cols = _grid(len(images), ncols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.5 * rows + 0.4), squeeze=False)
+
+    def name(k):
+        return str(k) if class_names is None else class_names[int(k)]
+
+    for i, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if i >= len(images):
+            continue
+        image, cmap = _as_image(images[i])
+        ax.imshow(image, cmap=cmap, interpolation="nearest")
+        if labels is not None:
+            caption, colour = name(_array(labels)[i]), "black"
+            if predictions is not None:
+                predicted = _array(predictions)[i]
+                caption += f" -> {name(predicted)}"
+                colour = "black" if predicted == _array(labels)[i] else "red"
+            ax.set_title(caption, fontsize=8, color=colour)
+    if title:
+        fig.suptitle(title)
+    return _finish(fig, path)
+
+
+def activation_maximization(
+    model: Callable[[Tensor], Tensor],
+    input_shape: Sequence[int],
+    unit: Callable[[Tensor], Tensor] | int,
+    steps: int = 100,
+    lr: float = 0.1,
+    l2: float = 1e-3,
+    seed: int = 0,
+) -> np.ndarray:
+    """Find an input that excites one unit: gradient ascent on the image x,
+    x <- x + lr * d/dx [a(x) - l2 * ||x||^2], starting from small noise.
+
+    ``unit`` is a class index (the logit of that class is maximised) or a function that takes
+    the model output and returns a scalar Tensor (e.g. the mean of one feature map).
+    ``input_shape`` is one image's shape, e.g. (1, 28, 28). Returns the image (C, H, W).
+    """
+    if steps < 1 or lr <= 0:
+        raise ValueError(f"activation_maximization: need steps >= 1 and lr > 0, got {steps}, {lr}")
+    x = np.random.default_rng(seed).normal(0, 0.01, (1, *input_shape)).astype(np.float32)
+    objective = unit if callable(unit) else (lambda out: out[0, unit])
+    for _ in range(steps):
+        image = Tensor(x, requires_grad=True)
+        score = objective(model(image)) - l2 * (image * image).sum()
+        score.backward()
+        gradient = image.grad.numpy()
+        x = x + lr * gradient / (np.abs(gradient).mean() + 1e-12)  # normalised step size
+    return x[0]
+
+
+def saliency_map(model: Callable[[Tensor], Tensor], image, target: int | None = None) -> np.ndarray:
+    """Simonyan et al.'s saliency: |d score_target / d pixel|, max over channels, for one image
+    (C, H, W). ``target`` defaults to the predicted class. Returns (H, W)."""
+    x = _array(image).astype(np.float32)
+    if x.ndim != 3:
+        raise ValueError(f"saliency_map: expected one image (C, H, W), got shape {x.shape}")
+    inp = Tensor(x[None], requires_grad=True)
+    scores = model(inp)
+    if target is None:
+        with no_grad():
+            target = int(scores.numpy()[0].argmax())
+    scores[0, target].backward()
+    return np.abs(inp.grad.numpy()[0]).max(axis=0)
