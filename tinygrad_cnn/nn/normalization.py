@@ -1,3 +1,112 @@
-"""(being written)"""
+"""Batch-normalization layers with PyTorch's parameters, buffers and state_dict names."""
 
-__all__: list[str] = []
+from __future__ import annotations
+
+import numpy as np
+
+import tinygrad_cnn.nn.functional as F
+from tinygrad_cnn.nn.module import Module, Parameter
+from tinygrad_cnn.tensor import Tensor, as_dtype
+
+__all__ = ["BatchNorm1d", "BatchNorm2d"]
+
+
+class _BatchNorm(Module):
+    """Batch normalization over the channel axis (dim 1); see ``F.batch_norm`` for the math.
+
+    Parameters (``affine=True``): ``weight`` (gamma, init 1) and ``bias`` (beta, init 0),
+    shape (C,). Buffers (``track_running_stats=True``): ``running_mean`` (init 0),
+    ``running_var`` (init 1) and ``num_batches_tracked`` (int64, counts training
+    batches). state_dict names are PyTorch's: weight, bias, running_mean, running_var,
+    num_batches_tracked.
+
+    Training (``model.train()``): normalize by the batch's biased statistics and update
+    running = (1 - momentum) running + momentum batch, with the UNBIASED batch variance
+    (M / (M - 1) times the biased one, M values per channel) for running_var;
+    ``momentum=None`` uses the cumulative average, factor 1 / num_batches_tracked.
+    Evaluation (``model.eval()``): normalize by the running statistics, so an example's
+    output does not depend on the rest of its batch. With ``track_running_stats=False``
+    there are no buffers and batch statistics are used in both modes.
+    """
+
+    _input_dims: tuple[int, ...] = ()
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, track_running_stats: bool = True, dtype=None):
+        super().__init__()
+        name = type(self).__name__
+        if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) \
+                or num_features <= 0:
+            raise ValueError(f"{name}: num_features must be a positive int, got {num_features!r}")
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
+            raise ValueError(f"{name}: eps must be a positive number, got {eps!r}")
+        if momentum is not None and (isinstance(momentum, bool) or not isinstance(momentum, (int, float))
+                                     or not 0.0 <= momentum <= 1.0):
+            raise ValueError(f"{name}: momentum must be in [0, 1] or None, got {momentum!r}")
+        dtype = as_dtype(dtype or "float32")
+        self.num_features, self.eps, self.momentum = int(num_features), eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        c = self.num_features
+        if affine:
+            self.weight = Parameter(Tensor.ones(c, dtype=dtype))
+            self.bias = Parameter(Tensor.zeros(c, dtype=dtype))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", Tensor.zeros(c, dtype=dtype))
+            self.register_buffer("running_var", Tensor.ones(c, dtype=dtype))
+            self.register_buffer("num_batches_tracked", Tensor(np.array(0, dtype=np.int64)))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+
+    def reset_running_stats(self) -> None:
+        if self.track_running_stats:
+            self.running_mean.data[...] = 0
+            self.running_var.data[...] = 1
+            self.num_batches_tracked.data[...] = 0
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.ndim not in self._input_dims:
+            dims = " or ".join(f"{d}D" for d in self._input_dims)
+            raise ValueError(f"{type(self).__name__}: expected {dims} input, got shape {x.shape}")
+        if x.shape[1] != self.num_features:
+            raise ValueError(f"{type(self).__name__}: input of shape {x.shape} has {x.shape[1]} "
+                             f"channels, expected num_features={self.num_features}")
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_input(x)
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.data += 1  # in place: the buffer keeps its 0-d array
+            if self.momentum is None:
+                factor = 1.0 / int(self.num_batches_tracked.item())
+        use_batch_stats = self.training or self.running_mean is None
+        update = not self.training or self.track_running_stats
+        return F.batch_norm(
+            x,
+            self.running_mean if update else None,
+            self.running_var if update else None,
+            self.weight, self.bias, use_batch_stats, factor, self.eps,
+        )
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch norm of (N, C) features or (N, C, L) sequences; statistics per channel over
+    N (and L). Typical after a Linear or Conv1d layer."""
+
+    _input_dims = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch norm of (N, C, H, W) feature maps ("spatial" batch norm): one mean and variance
+    per channel over N, H and W, so every position of a feature map is normalized alike,
+    as a convolution treats it alike."""
+
+    _input_dims = (4,)

@@ -9,6 +9,9 @@ from tinygrad_cnn.nn.functional.activation import (
     softmax,
     tanh,
 )
+
+# Each op family's module lists its public names in __all__.
+from tinygrad_cnn.nn.functional.conv import *  # noqa: E402,F403
 from tinygrad_cnn.nn.functional.linear import dropout, linear
 from tinygrad_cnn.nn.functional.loss import (
     binary_cross_entropy,
@@ -17,12 +20,9 @@ from tinygrad_cnn.nn.functional.loss import (
     mse_loss,
     nll_loss,
 )
-from tinygrad_cnn.nn.functional.padding import pad
-
-# Each op family's module lists its public names in __all__.
-from tinygrad_cnn.nn.functional.conv import *  # noqa: E402,F403
-from tinygrad_cnn.nn.functional.pooling import *  # noqa: E402,F403
 from tinygrad_cnn.nn.functional.normalization import *  # noqa: E402,F403
+from tinygrad_cnn.nn.functional.padding import pad
+from tinygrad_cnn.nn.functional.pooling import *  # noqa: E402,F403
 from tinygrad_cnn.nn.functional.residual import *  # noqa: E402,F403
 
 __all__ = [

@@ -1,3 +1,148 @@
-"""(being written)"""
+"""Batch normalization (Ioffe and Szegedy, 2015): normalize each channel by batch statistics.
 
-__all__: list[str] = []
+For x of shape (N, C, *) with M = N * prod(*) values per channel c (for images every
+pixel of a feature map shares its channel's statistics, M = N H W):
+
+    training:  mean_c = (1/M) sum x,   var_c = (1/M) sum (x - mean_c)^2   (biased)
+               y = weight_c (x - mean_c) / sqrt(var_c + eps) + bias_c
+               running_mean <- (1 - momentum) running_mean + momentum mean_c
+               running_var  <- (1 - momentum) running_var  + momentum var_c M / (M - 1)  (unbiased)
+    eval:      y = weight_c (x - running_mean_c) / sqrt(running_var_c + eps) + bias_c
+
+These are PyTorch's conventions (its ``momentum`` is the weight of the NEW value,
+the opposite of an optimizer's momentum). Normalizing keeps every layer's inputs
+centred and scaled while the earlier layers change, which permits larger learning
+rates; the learned weight and bias (gamma and beta) can undo it where useful.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinygrad_cnn.autograd import Function, no_grad
+from tinygrad_cnn.device import array_module, device_of, xp_of
+from tinygrad_cnn.kernels import kernel_module
+from tinygrad_cnn.tensor import FLOAT_DTYPES, Tensor
+
+__all__ = ["batch_norm"]
+
+
+class BatchNormTrainFunction(Function):
+    """Training-mode batch norm of x viewed as (N, C, L), on the ``batchnorm`` kernels.
+
+    forward: (y, mean, inv_std) = batch_norm_forward_train(x, weight, bias, eps); if a
+    list is passed as ``batch_stats`` it receives (mean, inv_std), which the running
+    statistics need. backward: batch_norm_backward gives the gradients of x, weight
+    and bias in one pass (see the kernel for the formula).
+    """
+
+    def forward(self, x, weight, bias, eps=1e-5, batch_stats=None):
+        xp = xp_of(x)
+        self.kernels = kernel_module("batchnorm", device_of(x))
+        x = xp.ascontiguousarray(x)
+        # kernels take one dtype: parameters follow the input (their gradients are cast back)
+        weight = xp.ascontiguousarray(weight, dtype=x.dtype)
+        y, mean, inv_std = self.kernels.batch_norm_forward_train(
+            x, weight, xp.ascontiguousarray(bias, dtype=x.dtype), eps)
+        self.x, self.mean, self.inv_std, self.weight = x, mean, inv_std, weight
+        if batch_stats is not None:
+            batch_stats.extend((mean, inv_std))
+        return y
+
+    def backward(self, g):
+        grad_x, grad_weight, grad_bias = self.kernels.batch_norm_backward(
+            xp_of(g).ascontiguousarray(g), self.x, self.mean, self.inv_std, self.weight)
+        need = self.needs_input_grad
+        return grad_x, grad_weight if need[1] else None, grad_bias if need[2] else None
+
+
+def _check_channel_vector(t: Tensor | None, name: str, c: int, x: Tensor) -> None:
+    if t is None:
+        return
+    if not isinstance(t, Tensor):
+        raise TypeError(f"batch_norm: {name} must be a Tensor or None, got {type(t).__name__}")
+    if t.shape != (c,):
+        raise ValueError(f"batch_norm: {name} has shape {t.shape}, expected ({c},) for input of shape "
+                         f"{x.shape} (C = {c} channels)")
+    if t.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"batch_norm: {name} must be float32 or float64, got {t.dtype}")
+
+
+def batch_norm(
+    x: Tensor,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Batch normalization of x (N, C, *) per channel, PyTorch's ``F.batch_norm``.
+
+    ``training=True``: normalize by the biased batch statistics and, if given, update
+    ``running_mean``/``running_var`` in place (no gradient) with
+    running = (1 - momentum) running + momentum batch, using the UNBIASED batch
+    variance for running_var. ``training=False``: normalize by the running statistics,
+    y = x scale + shift with scale = weight / sqrt(running_var + eps) and
+    shift = bias - running_mean scale (differentiable in x, weight and bias).
+    ``weight``/``bias`` (C,) default to 1 and 0. Returns y of x's shape.
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"batch_norm: input must be a Tensor, got {type(x).__name__}")
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm: input must be (N, C, *), got shape {x.shape}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"batch_norm: input must be float32 or float64, got {x.dtype}")
+    c = x.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var),
+                    ("weight", weight), ("bias", bias)):
+        _check_channel_vector(t, name, c, x)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("batch_norm: running_mean and running_var must both be given or both be None")
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
+        raise ValueError(f"batch_norm: eps must be a positive number, got {eps!r}")
+    if training:
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) \
+                or not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"batch_norm: momentum must be a number in [0, 1], got {momentum!r}")
+        return _batch_norm_train(x, running_mean, running_var, weight, bias, momentum, eps)
+    if running_mean is None:
+        raise ValueError("batch_norm: running_mean and running_var are needed when training=False")
+    shape = (1, c) + (1,) * (x.ndim - 2)  # broadcast a per-channel vector over N and *
+    scale = (running_var + float(eps)) ** -0.5
+    if weight is not None:
+        scale = scale * weight
+    shift = -running_mean * scale
+    if bias is not None:
+        shift = shift + bias
+    return x * scale.reshape(shape) + shift.reshape(shape)
+
+
+def _batch_norm_train(x, running_mean, running_var, weight, bias, momentum, eps) -> Tensor:
+    n, c = x.shape[:2]
+    count = x.data.size // c  # values per channel
+    if count <= 1:
+        raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input "
+                         f"of shape {x.shape}")
+    xp = array_module(x.device)
+    if weight is None:
+        weight = Tensor._wrap(xp.ones(c, dtype=x.dtype))
+    if bias is None:
+        bias = Tensor._wrap(xp.zeros(c, dtype=x.dtype))
+    stats: list = []
+    y = BatchNormTrainFunction.apply(x.reshape(n, c, count // n), weight, bias, eps=float(eps),
+                                     batch_stats=stats)
+    if running_mean is not None:
+        mean, inv_std = stats
+        with no_grad():
+            # the kernel returns 1/sqrt(var + eps); recover var in float64 for accuracy
+            biased_var = xp.maximum(1.0 / inv_std.astype(np.float64) ** 2 - eps, 0.0)
+            unbiased_var = biased_var * (count / (count - 1))
+            new_mean = (1 - momentum) * running_mean.data + momentum * mean
+            new_var = (1 - momentum) * running_var.data + momentum * unbiased_var
+            running_mean.data = new_mean.astype(running_mean.dtype, copy=False)
+            running_var.data = new_var.astype(running_var.dtype, copy=False)
+    return y.reshape(x.shape)
+
+

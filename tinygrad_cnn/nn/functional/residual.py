@@ -1,3 +1,43 @@
-"""(being written)"""
+"""The residual join of a ResNet block: y = ReLU(shortcut + residual), fused.
 
-__all__: list[str] = []
+A residual block learns F(x) and outputs ReLU(x + F(x)) (He et al., 2016): the
+identity path lets the gradient reach early layers unattenuated, so very deep
+networks still train. The add and the ReLU are one kernel (``residual`` family).
+"""
+
+from __future__ import annotations
+
+from tinygrad_cnn.autograd import Function
+from tinygrad_cnn.device import device_of, xp_of
+from tinygrad_cnn.kernels import kernel_module
+from tinygrad_cnn.tensor import FLOAT_DTYPES, Tensor
+
+__all__ = ["add_relu"]
+
+
+class AddReLUFunction(Function):
+    """y = max(a + b, 0);  dL/da = dL/db = dL/dy * [y > 0]."""
+
+    def forward(self, a, b):
+        xp = xp_of(a)
+        self.kernels = kernel_module("residual", device_of(a))
+        self.y = self.kernels.add_relu_forward(xp.ascontiguousarray(a), xp.ascontiguousarray(b))
+        return self.y
+
+    def backward(self, g):
+        grad = self.kernels.add_relu_backward(xp_of(g).ascontiguousarray(g), self.y)
+        need_a, need_b = self.needs_input_grad
+        # separate arrays, so that in-place updates of one input's .grad cannot touch the other's
+        return grad if need_a else None, (grad.copy() if need_a else grad) if need_b else None
+
+
+def add_relu(a: Tensor, b: Tensor) -> Tensor:
+    """Fused ``relu(a + b)`` for skip connections; a and b must have the same shape and dtype."""
+    for name, t in (("a", a), ("b", b)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"add_relu: {name} must be a Tensor, got {type(t).__name__}")
+    if a.shape != b.shape:
+        raise ValueError(f"add_relu: shapes {a.shape} and {b.shape} must be equal")
+    if a.dtype != b.dtype or a.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"add_relu: inputs must share a float dtype, got {a.dtype} and {b.dtype}")
+    return AddReLUFunction.apply(a, b)
