@@ -1,12 +1,42 @@
-"""End to end: a small network learns scikit-learn's real 8x8 handwritten digits."""
+"""The training loop: learning, determinism, exact resume, callbacks, plots, and CNNs that learn."""
+
+import csv
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 import tinygrad_cnn as tc
 import tinygrad_cnn.nn.functional as F
-from tinygrad_cnn import Tensor, nn, optim
-from tinygrad_cnn.cli import main
-from tinygrad_cnn.data import load_digits
+from tinygrad_cnn import Tensor, models, nn, optim
+from tinygrad_cnn.data import DataLoader, load_digits, load_mnist, make_shapes
+from tinygrad_cnn.training import (
+    CSVLogger,
+    EarlyStopping,
+    LambdaCallback,
+    LearningRateScheduler,
+    ModelCheckpoint,
+    ReduceLROnPlateau,
+    TensorBoard,
+    Trainer,
+    filter_grid,
+    load_checkpoint,
+    mean_iou,
+    plot_history,
+)
+
+MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+HAVE_MNIST = (MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file()
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y, xt, yt = load_digits(seed=0)
+    return x.reshape(len(x), -1), y, xt.reshape(len(xt), -1), yt
+
+
+def mlp(dropout=0.1):
+    return nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Dropout(dropout), nn.Linear(32, 10))
 
 
 def test_mlp_learns_digits_to_95_percent():
@@ -30,7 +60,163 @@ def test_mlp_learns_digits_to_95_percent():
     assert accuracy >= 0.95, accuracy
 
 
-def test_main_job_runs(capsys):
-    assert main(["train", "--epochs", "3"]) == 0
-    assert "test accuracy" in capsys.readouterr().out
-    assert main(["train", "--epochs", "0"]) == 2
+def run(digits, epochs, seed=0, callbacks=(), resume=None, scheduler=True, **fit):
+    x, y, xt, yt = digits
+    tc.manual_seed(seed)
+    model = mlp()
+    opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    sched = optim.StepLR(opt, 1, 0.7) if scheduler else None
+    trainer = Trainer(model, opt, scheduler=sched, callbacks=callbacks, progress=False, seed=seed)
+    start = trainer.resume(resume) if resume else 0
+    trainer.fit((x, y), epochs, (xt, yt), initial_epoch=start, **fit)
+    return model, trainer
+
+
+def params(model):
+    return [p.numpy().copy() for p in model.parameters()]
+
+
+def test_fit_learns_and_is_deterministic(digits):
+    m1, t1 = run(digits, 3)
+    m2, t2 = run(digits, 3)
+    assert t1.history["val_accuracy"][-1] > 0.85
+    assert t1.history["loss"][0] > t1.history["loss"][-1]
+    assert t1.history.history == t2.history.history  # same seed, same numbers
+    for a, b in zip(params(m1), params(m2)):
+        np.testing.assert_array_equal(a, b)
+    _, t3 = run(digits, 3, seed=1)
+    assert t3.history["loss"] != t1.history["loss"]
+    assert t1.history["lr"] == pytest.approx([0.05, 0.035, 0.0245])
+    scores = t1.evaluate(digits[2:])
+    assert scores["accuracy"] == pytest.approx(t1.history["val_accuracy"][-1])
+    assert t1.predict(digits[2]).shape == (len(digits[3]), 10)
+
+
+def test_resume_from_a_checkpoint_continues_exactly(digits, tmp_path):
+    path = str(tmp_path / "ckpt-{epoch}.npz")
+    straight, t_straight = run(digits, 4, callbacks=[ModelCheckpoint(path, monitor="val_accuracy")])
+    resumed, t_resumed = run(digits, 4, resume=tmp_path / "ckpt-2.npz")
+    for a, b in zip(params(straight), params(resumed)):
+        np.testing.assert_array_equal(a, b)
+    assert t_resumed.history.history == t_straight.history.history
+    assert len(t_resumed.history) == 4
+
+
+def test_checkpoint_for_another_model_is_refused(digits, tmp_path):
+    _, trainer = run(digits, 1)
+    trainer.save_checkpoint(tmp_path / "c.npz", info={"model": "mlp"})
+    other = nn.Sequential(nn.Linear(64, 10))
+    before = params(other)
+    with pytest.raises(ValueError, match="saved from model 'mlp'"):
+        load_checkpoint(tmp_path / "c.npz", other)
+    for a, b in zip(before, params(other)):
+        np.testing.assert_array_equal(a, b)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a valid checkpoint"):
+        load_checkpoint(tmp_path / "junk.npz", other)
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.npz", other)
+
+
+def test_early_stopping_best_checkpoint_and_csv(digits, tmp_path):
+    seen = []
+    stopper = EarlyStopping("val_loss", patience=0, min_delta=10.0)  # nothing improves by 10: stop
+    best = ModelCheckpoint(tmp_path / "best.npz", monitor="val_accuracy", save_best_only=True)
+    logger = CSVLogger(tmp_path / "log.csv")
+    spy = LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(epoch))
+    _, trainer = run(digits, 10, callbacks=[stopper, best, logger, spy])
+    assert seen == [0, 1] and stopper.stopped_epoch == 1 and len(trainer.history) == 2
+    assert best.saved == [str(tmp_path / "best.npz")] * len(best.saved) and (tmp_path / "best.npz").exists()
+    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert float(rows[1]["val_accuracy"]) == pytest.approx(trainer.history["val_accuracy"][1])
+    with pytest.raises(ValueError, match="'val_f1' is not logged"):
+        run(digits, 1, callbacks=[EarlyStopping("val_f1")])
+
+
+def test_learning_rate_callbacks(digits):
+    schedule = LearningRateScheduler(lambda epoch, lr: 0.1 / (epoch + 1))
+    _, trainer = run(digits, 3, callbacks=[schedule], scheduler=False)
+    assert trainer.history["lr"] == pytest.approx([0.1, 0.05, 0.1 / 3])
+    plateau = ReduceLROnPlateau("val_loss", factor=0.5, patience=0, min_delta=10.0)
+    _, trainer = run(digits, 3, callbacks=[plateau], scheduler=False)
+    # epoch 1 sets the best value; epochs 2 and 3 do not improve by 10 and each halve the rate after them
+    assert trainer.history["lr"] == pytest.approx([0.05, 0.05, 0.025])
+
+
+def test_history_plot_and_filter_grid(digits, tmp_path):
+    _, trainer = run(digits, 2)
+    path = plot_history(trainer.history, tmp_path / "curves.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="empty"):
+        plot_history({}, tmp_path / "x.png")
+    grid = filter_grid(np.random.default_rng(0).normal(size=(6, 1, 5, 5)))
+    assert grid.shape == (3, 2 * 6 + 1, 3 * 6 + 1) and 0 <= grid.min() and grid.max() <= 1
+
+
+def test_tensorboard_event_file(tmp_path):
+    pytest.importorskip("tensorboardX")
+    tc.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    x = np.random.default_rng(0).random((16, 1, 8, 8)).astype(np.float32)
+    y = np.arange(16) % 3
+    trainer = Trainer(model, optim.Adam(model.parameters()), callbacks=[TensorBoard(tmp_path / "tb")],
+                      progress=False, batch_size=8)
+    trainer.fit((x, y), 2, (x, y))
+    events = list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 1000  # scalars, histograms and a filter image
+
+
+def test_mean_iou():
+    confusion = np.array([[3, 1], [0, 4]])
+    assert mean_iou(confusion) == pytest.approx((3 / 4 + 4 / 5) / 2)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the diverging run overflows on purpose
+def test_bad_trainer_input(digits):
+    model = mlp()
+    with pytest.raises(ValueError, match="metrics"):
+        Trainer(model, metrics=("f1",))
+    with pytest.raises(ValueError, match="optimizer"):
+        Trainer(model).fit(digits[:2], 1)
+    with pytest.raises(ValueError, match="epochs"):
+        Trainer(model, optim.SGD(model.parameters(), lr=0.1)).fit(digits[:2], 0)
+    with pytest.raises(TypeError, match="DataLoader"):
+        Trainer(model, optim.SGD(model.parameters(), lr=0.1)).fit([1, 2, 3], 1)
+    with pytest.raises(FloatingPointError, match="lower the learning rate"):
+        Trainer(model, optim.SGD(model.parameters(), lr=1e30), progress=False).fit(digits[:2], 1)
+
+
+# ----------------------------------------------------------- CNNs that learn
+def test_resnet20_learns_synthetic_shapes():
+    tc.manual_seed(0)
+    x, y = make_shapes(96, 16, seed=0)
+    model = models.CifarResNet(8, num_classes=3, in_channels=1, width=8)  # the ResNet-20 design, n = 1
+    trainer = Trainer(model, optim.Adam(model.parameters(), lr=3e-3), progress=False)
+    history = trainer.fit(DataLoader((x, y), 16, shuffle=True, seed=0), 4)
+    assert history["loss"][-1] < 0.7 * history["loss"][0]
+    assert history["accuracy"][-1] > history["accuracy"][0] and history["accuracy"][-1] > 0.6
+
+
+def test_unet_learns_segmentation_of_synthetic_shapes():
+    tc.manual_seed(0)
+    x, masks = make_shapes(64, 16, "segmentation", seed=0)
+    model = models.unet_small(in_channels=1, num_classes=4, base_channels=8, depth=2)
+    trainer = Trainer(model, optim.Adam(model.parameters(), lr=3e-3), metrics=("accuracy", "iou"),
+                      progress=False)
+    history = trainer.fit(DataLoader((x, masks), 8, shuffle=True, seed=0), 6)
+    assert history["loss"][-1] < 0.6 * history["loss"][0]
+    assert history["iou"][-1] > history["iou"][0] + 0.2
+    assert trainer.predict(x[:2]).shape == (2, 4, 16, 16)
+
+
+@pytest.mark.skipif(not HAVE_MNIST, reason=f"real MNIST test set not found at {MNIST_DIR}")
+def test_lenet5_learns_real_mnist():
+    x, y = load_mnist(MNIST_DIR, "test")
+    order = np.random.default_rng(0).permutation(len(y))
+    train, test = order[:1500], order[8000:8500]
+    tc.manual_seed(0)
+    model = models.lenet5()
+    trainer = Trainer(model, optim.Adam(model.parameters(), lr=3e-3), progress=False, seed=0)
+    trainer.fit((x[train], y[train]), 2)
+    assert trainer.evaluate((x[test], y[test]))["accuracy"] > 0.85

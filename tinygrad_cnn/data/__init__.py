@@ -1,5 +1,26 @@
-"""``tinygrad_cnn.data``: datasets that work offline."""
+"""``tinygrad_cnn.data``: datasets that work offline, mini-batch loading and augmentation."""
 
-from tinygrad_cnn.data.datasets import load_digits
+from tinygrad_cnn.data import transforms
+from tinygrad_cnn.data.datasets import (
+    CIFAR10_CLASSES,
+    FASHION_MNIST_CLASSES,
+    SHAPE_CLASSES,
+    download_file,
+    load_cifar10,
+    load_digits,
+    load_fashion_mnist,
+    load_mnist,
+    make_shapes,
+    md5sum,
+    read_idx,
+    resize_bilinear,
+)
+from tinygrad_cnn.data.image_folder import ImageFolder, flow_from_directory
+from tinygrad_cnn.data.loader import DataLoader, Dataset, Subset, TensorDataset, random_split
 
-__all__ = ["load_digits"]
+__all__ = [
+    "load_digits", "load_mnist", "load_fashion_mnist", "load_cifar10", "make_shapes", "read_idx",
+    "resize_bilinear", "download_file", "md5sum", "CIFAR10_CLASSES", "FASHION_MNIST_CLASSES",
+    "SHAPE_CLASSES", "Dataset", "TensorDataset", "Subset", "random_split", "DataLoader",
+    "ImageFolder", "flow_from_directory", "transforms",
+]

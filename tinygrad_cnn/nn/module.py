@@ -140,6 +140,12 @@ class Module:
             p.requires_grad = requires_grad
         return self
 
+    def summary(self, input_shape, **kwargs):
+        """Print the Keras-style layer table (see :func:`tinygrad_cnn.summary`)."""
+        from tinygrad_cnn.summary import summary
+
+        return summary(self, input_shape, **kwargs)
+
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 

@@ -1,0 +1,109 @@
+"""The command line: the main job, evaluate, summary, and one clear line for bad input."""
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinygrad_cnn.cli import main
+
+MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    code = main(["train", "--epochs", "2", "--limit", "400", "--no-progress", "--output", str(out)])
+    return code, out
+
+
+def test_train_writes_checkpoint_history_and_curves(trained, capsys):
+    code, out = trained
+    assert code == 0
+    for name in ("checkpoint.npz", "history.csv", "training_curves.png"):
+        assert (out / name).is_file(), name
+    assert (out / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert len((out / "history.csv").read_text().splitlines()) == 3  # header + 2 epochs
+
+
+def test_evaluate_scores_the_checkpoint(trained, capsys):
+    _, out = trained
+    assert main(["evaluate", "--checkpoint", str(out / "checkpoint.npz")]) == 0
+    text = capsys.readouterr().out
+    assert "lenet5 on digits (359 images): loss" in text
+    accuracy = float(text.split("accuracy ")[1].split()[0])
+    assert accuracy > 0.5
+
+
+def test_summary_command(capsys):
+    assert main(["summary", "--model", "resnet20"]) == 0
+    text = capsys.readouterr().out
+    assert "Total params: 269,722" in text and "layer3.2.conv2 (Conv2d)" in text
+    assert main(["summary", "--list"]) == 0
+    assert "unet_small" in capsys.readouterr().out
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("tinygrad-cnn: error:"), err
+    return err[0]
+
+
+def test_bad_input_one_line_nonzero_and_nothing_overwritten(trained, tmp_path, capsys):
+    _, out = trained
+    checkpoint = out / "checkpoint.npz"
+    before = checkpoint.read_bytes()
+    capsys.readouterr()
+
+    assert main(["train", "--model", "lenet7", "--output", str(out)]) == 2
+    assert "unknown model 'lenet7'" in one_error_line(capsys)
+    assert main(["summary", "--model", "lenet7"]) == 2
+    assert "available:" in one_error_line(capsys)
+
+    assert main(["train", "--dataset", "mnist", "--data-dir", str(tmp_path / "nothing"),
+                 "--output", str(out)]) == 2
+    assert "t10k-images-idx3-ubyte.gz" in one_error_line(capsys)
+
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        with gzip.open(corrupt / name, "wb") as f:
+            f.write(b"\x00\x00\x08\x03" + b"\x00" * 7)
+    assert main(["train", "--dataset", "mnist", "--data-dir", str(corrupt), "--output", str(out)]) == 2
+    assert "truncated" in one_error_line(capsys)
+
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--model", "resnet20"]) == 2
+    assert "holds a lenet5 model, not resnet20" in one_error_line(capsys)
+    assert main(["train", "--model", "resnet20", "--dataset", "shapes", "--resume", str(checkpoint),
+                 "--output", str(out)]) == 2
+    assert "does not fit" in one_error_line(capsys)
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "missing.npz")]) == 2
+    assert "no checkpoint" in one_error_line(capsys)
+    assert main(["train", "--epochs", "0"]) == 2
+    assert "--epochs must be positive" in one_error_line(capsys)
+    assert main(["train", "--optimizer", "rmsprop"]) == 2  # argparse: its own usage message
+
+    assert checkpoint.read_bytes() == before
+    assert not (Path("runs") / "lenet7-digits").exists()
+
+
+def test_resume_continues_the_run(trained, tmp_path, capsys):
+    _, out = trained
+    target = tmp_path / "resumed"
+    code = main(["train", "--epochs", "3", "--limit", "400", "--no-progress", "--resume",
+                 str(out / "checkpoint.npz"), "--output", str(target)])
+    assert code == 0
+    assert "test accuracy" in capsys.readouterr().out
+    assert len((target / "history.csv").read_text().splitlines()) == 2  # only the new epoch 3
+
+
+@pytest.mark.skipif(not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file(),
+                    reason=f"real MNIST test set not found at {MNIST_DIR}")
+def test_train_on_real_mnist_files(tmp_path, capsys):
+    code = main(["train", "--dataset", "mnist", "--data-dir", str(MNIST_DIR), "--epochs", "1", "--limit",
+                 "600", "--no-progress", "--output", str(tmp_path)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "training on 8000 of the test-set images" in text and "on 2000 images" in text
+    assert np.isfinite(float(text.split("test accuracy ")[1].split()[0]))
