@@ -3,13 +3,27 @@
 The compute kernels live in the top-level ``kernels/`` folder, beside the
 library rather than inside it (see docs/ARCHITECTURE.md); ``package_dir`` maps
 that folder into the installed package as ``tinygrad_cnn.kernels``.
+
+The Cython backend (``kernels/cython/_*.pyx``) is compiled here, during
+``pip install .`` and ``pip install -e .`` (pyproject.toml lists Cython and
+numpy as build requirements). OpenMP (``prange``) is used when the compiler
+supports it: the flag is tried on a tiny test program first and dropped if it
+fails, so compilers without OpenMP (Apple clang) still build serial kernels.
+A machine without a C compiler still installs (the extensions are optional);
+``set_backend("cython")`` then explains how to build them.
 """
 
+import os
+import sys
+import tempfile
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).parent
+CYTHON_MODULES = ("_conv", "_pool", "_batchnorm", "_residual")
+OPENMP_TEST = "#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n"
 
 
 def packages_under(folder: str, package: str) -> list[str]:
@@ -22,8 +36,63 @@ def packages_under(folder: str, package: str) -> list[str]:
     ]
 
 
+def openmp_flags(compiler) -> tuple[list[str], list[str]]:
+    """(compile flags, link flags) for OpenMP if ``compiler`` can build and link with them, else ([], [])."""
+    if os.environ.get("TINYGRAD_CNN_NO_OPENMP"):
+        return [], []
+    if compiler.compiler_type == "msvc":
+        return ["/openmp"], []
+    flags = ["-fopenmp"]
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "openmp_test.c"
+        source.write_text(OPENMP_TEST)
+        try:
+            objects = compiler.compile([str(source)], output_dir=tmp, extra_postargs=flags)
+            compiler.link_executable(objects, "openmp_test", output_dir=tmp, extra_postargs=flags)
+        except Exception:  # CompileError, LinkError, a missing omp.h: build without OpenMP
+            print("tinygrad_cnn: the C compiler has no OpenMP; building serial Cython kernels",
+                  file=sys.stderr)
+            return [], []
+    return flags, flags
+
+
+class BuildExt(build_ext):
+    """build_ext that adds OpenMP flags to the Cython extensions when the compiler supports them."""
+
+    def build_extensions(self) -> None:
+        compile_flags, link_flags = openmp_flags(self.compiler)
+        for extension in self.extensions:
+            extension.extra_compile_args = [*extension.extra_compile_args, *compile_flags]
+            extension.extra_link_args = [*extension.extra_link_args, *link_flags]
+        super().build_extensions()
+
+
+def cython_extensions() -> list[Extension]:
+    """The Cython kernels as extensions ``tinygrad_cnn.kernels.cython._*``."""
+    import numpy
+    from Cython.Build import cythonize
+
+    optimize = [] if sys.platform == "win32" else ["-O3"]
+    extensions = [
+        Extension(
+            f"tinygrad_cnn.kernels.cython.{name}",
+            [f"kernels/cython/{name}.pyx"],
+            include_dirs=[numpy.get_include()],
+            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+            extra_compile_args=optimize,
+            # a machine without a working C compiler still installs (reference and Numba
+            # backends); set_backend("cython") then says the extension was not built
+            optional=True,
+        )
+        for name in CYTHON_MODULES
+    ]
+    return cythonize(extensions, language_level=3, quiet=True)
+
+
 setup(
     packages=(packages_under("tinygrad_cnn", "tinygrad_cnn")
               + packages_under("kernels", "tinygrad_cnn.kernels")),
     package_dir={"tinygrad_cnn": "tinygrad_cnn", "tinygrad_cnn.kernels": "kernels"},
+    ext_modules=cython_extensions(),
+    cmdclass={"build_ext": BuildExt},
 )

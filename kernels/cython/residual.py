@@ -1,0 +1,35 @@
+"""The fused residual add + ReLU of the Cython backend (the loops are in _residual.pyx).
+
+    y = max(a + b, 0);   grad_a = grad_b = grad_y * [y > 0]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import import_compiled, threads_for
+from ._checks import floats
+
+_residual = import_compiled("_residual")
+
+__all__ = ["add_relu_forward", "add_relu_backward"]
+
+
+def add_relu_forward(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """y = max(a + b, 0), elementwise; a and b have one shape."""
+    a, b = floats(a, b)
+    if a.shape != b.shape:
+        raise ValueError(f"add_relu needs equal shapes, got {a.shape} and {b.shape}")
+    y = np.empty_like(a)
+    _residual.add_relu_forward_into(a.reshape(-1), b.reshape(-1), y.reshape(-1), threads_for(a.size))
+    return y
+
+
+def add_relu_backward(grad_y: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The gradient reaching both inputs: grad_y where y > 0, else 0."""
+    grad_y, y = floats(grad_y, y)
+    if grad_y.shape != y.shape:
+        raise ValueError(f"grad_y {grad_y.shape} and y {y.shape} differ")
+    grad = np.empty_like(grad_y)
+    _residual.add_relu_backward_into(grad_y.reshape(-1), y.reshape(-1), grad.reshape(-1), threads_for(y.size))
+    return grad
