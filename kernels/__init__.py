@@ -25,7 +25,7 @@ from types import ModuleType
 
 CPU_BACKENDS = ("reference", "numba", "cython")
 FAMILIES = ("conv", "pool", "batchnorm", "residual")
-DEFAULT_BACKEND = "reference"
+DEFAULT_BACKEND = "numba"
 ENV_VARIABLE = "TINYGRAD_CNN_BACKEND"
 
 
@@ -44,11 +44,14 @@ def get_backend() -> str:
 
 
 def set_backend(name: str) -> None:
-    """Choose the CPU kernels: ``"reference"`` (readable loops), ``"numba"`` or ``"cython"``."""
+    """Choose the CPU kernels: ``"numba"`` (compiled, the default), ``"reference"`` (readable
+    loops, the oracle) or ``"cython"``. The environment variable ``TINYGRAD_CNN_BACKEND`` sets
+    the choice at import time."""
     global _backend
-    _backend = _checked(name)
-    for family in FAMILIES:  # fail now, clearly, if the backend cannot load
-        _load(_backend, family)
+    name = _checked(name)
+    for family in FAMILIES:  # load everything first: a failed switch leaves the old backend
+        _load(name, family)
+    _backend = name
 
 
 @contextlib.contextmanager

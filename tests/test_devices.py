@@ -33,3 +33,23 @@ def test_cpu_moves_are_no_ops():
     assert t.to("cpu") is t and t.cpu() is t
     layer = nn.Linear(2, 2)
     assert layer.to("cpu") is layer
+
+
+def test_backend_selection_and_a_failed_switch_keeps_the_old_backend(monkeypatch):
+    import tinygrad_cnn.kernels as kernels
+
+    before = tc.get_backend()
+    with tc.use_backend("reference"):
+        assert tc.get_backend() == "reference"
+        assert kernels.kernel_module("conv").__name__ == "tinygrad_cnn.kernels.reference.conv"
+    assert tc.get_backend() == before
+    with pytest.raises(ValueError, match="unknown backend 'fast'"):
+        tc.set_backend("fast")
+
+    def broken(backend, family):
+        raise RuntimeError(f"backend {backend!r} cannot load its {family!r} kernels")
+
+    monkeypatch.setattr(kernels, "_load", broken)
+    with pytest.raises(RuntimeError, match="cannot load"):
+        tc.set_backend("cython")
+    assert tc.get_backend() == before

@@ -1,0 +1,1 @@
+"""Benchmarks: kernels and training steps against PyTorch (``python -m benchmarks.run``)."""

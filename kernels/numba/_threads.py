@@ -1,0 +1,61 @@
+"""Thread control: Numba's worker threads and BLAS threads must not share cores blindly.
+
+The convolution kernels call ``np.dot`` inside a ``prange`` loop: every Numba thread runs
+its own GEMM on its own samples. Numba's ``np.dot`` calls the BLAS that SciPy ships
+(``scipy.linalg.cython_blas``, in wheels a separate OpenBLAS from numpy's). If that BLAS
+also started its threads, 2 Numba threads x 2 BLAS threads would fight for 2 cores, and a
+pthreads OpenBLAS called inside an OpenMP region even warns that it may hang; measured,
+an unpinned ResNet 3x3 convolution ran 10-50x slower. So while such a kernel runs,
+:data:`numba_blas_single_thread` pins every loaded BLAS library to one thread and restores
+the previous counts afterwards (a few ctypes calls, microseconds). numpy's BLAS is idle
+while the kernel runs, so pinning it too costs nothing, and it keeps its threads for the
+layers that use it (``Linear``, the ``"blas"`` convolution strategy).
+"""
+
+from __future__ import annotations
+
+import numba
+
+
+class _SingleThreadBlas:
+    """Context manager: all BLAS libraries run on one thread inside the block (re-entrant)."""
+
+    def __init__(self) -> None:
+        self._libs: list | None = None
+        self._saved: list[int] = []
+        self._depth = 0
+
+    @staticmethod
+    def _find() -> list:
+        # Load the BLAS behind Numba's np.dot first (Numba itself loads it lazily, on the
+        # first GEMM, which would be too late for the controller to see it).
+        try:
+            import scipy.linalg.cython_blas  # noqa: F401
+        except ImportError:  # Numba's np.dot needs SciPy; without it there is nothing to pin
+            pass
+        from threadpoolctl import ThreadpoolController
+
+        return [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
+
+    def __enter__(self) -> None:
+        if self._libs is None:
+            self._libs = self._find()
+        if self._depth == 0:
+            self._saved = [lib.get_num_threads() for lib in self._libs]
+            for lib in self._libs:
+                lib.set_num_threads(1)
+        self._depth += 1
+
+    def __exit__(self, *exc) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            for lib, n in zip(self._libs, self._saved):
+                lib.set_num_threads(n)
+
+
+numba_blas_single_thread = _SingleThreadBlas()
+
+
+def num_threads() -> int:
+    """Numba's current thread count (``numba.set_num_threads`` / ``NUMBA_NUM_THREADS``)."""
+    return numba.get_num_threads()

@@ -1,0 +1,131 @@
+"""Training-mode batch normalization kernels compiled with Numba.
+
+Same functions and arguments as ``kernels/reference/batchnorm.py``: x viewed as (N, C, L),
+channel c normalised with the biased statistics of its M = N*L values. ``prange`` runs
+over channels: a channel's N*L values are all its thread needs, so there are no shared
+writes and no reduction across threads. Sums are accumulated in float64 (``reassoc`` lets
+LLVM vectorise them), so float32 statistics are as accurate as the data allows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+from numba import uint64 as _u
+
+_FLAGS = dict(cache=True, parallel=True, nogil=True, fastmath={"reassoc", "contract"})
+
+
+@njit(**_FLAGS)
+def _forward(x, weight, bias, eps, y, mean, inv_std):
+    """Per channel c, two passes over x then one write (reference
+    ``batch_norm_forward_train``):
+
+        mean_c = sum x / M,  var_c = sum (x - mean_c)^2 / M   (two-pass: no cancellation)
+        inv_std_c = 1 / sqrt(var_c + eps),  y = (x - mean_c) * (inv_std_c * weight_c) + bias_c
+
+    The passes re-read one channel (N*L values), which mostly stays in cache between them.
+    """
+    N, C, L = x.shape
+    M = N * L
+    for c in prange(C):
+        total = 0.0
+        for n in range(N):
+            row = x[n, c]
+            for j in range(L):
+                total += row[_u(j)]
+        mu = total / M
+        squares = 0.0
+        for n in range(N):
+            row = x[n, c]
+            for j in range(L):
+                d = row[_u(j)] - mu
+                squares += d * d
+        istd = 1.0 / np.sqrt(squares / M + eps)
+        mean[c] = mu
+        inv_std[c] = istd
+        # the row loop runs in x's dtype: float32 stays float32 (twice the SIMD width)
+        m = mean[c]
+        scale = inv_std[c] * weight[c]
+        shift = bias[c]
+        for n in range(N):
+            row = x[n, c]
+            out = y[n, c]
+            for j in range(L):
+                out[_u(j)] = (row[_u(j)] - m) * scale + shift
+
+
+@njit(**_FLAGS)
+def _backward(gy, x, mean, inv_std, weight, gx, grad_weight, grad_bias, coef):
+    """Per channel, one reduction pass then one write (reference ``batch_norm_backward``):
+
+        grad_bias = sum g,  grad_weight = sum g * x_hat = inv_std * sum g * (x - mean)
+        grad_x = weight * inv_std / M * (M g - grad_bias - x_hat * grad_weight)
+               = scale * ((g - grad_bias / M) - (x - mean) * k),
+        scale = weight * inv_std,  k = inv_std^2 * sum g * (x - mean) / M,
+
+    the second form needing no x_hat array. ``coef`` (C, 3) is scratch in x's dtype: the
+    float64 coefficients are rounded once into it so the write loop runs in that dtype.
+    """
+    N, C, L = x.shape
+    M = N * L
+    for c in prange(C):
+        mu = mean[c]
+        sum_g = 0.0
+        sum_gx = 0.0
+        for n in range(N):
+            g = gy[n, c]
+            row = x[n, c]
+            for j in range(L):
+                gj = g[_u(j)]
+                sum_g += gj
+                sum_gx += gj * (row[_u(j)] - mu)
+        istd = float(inv_std[c])
+        grad_bias[c] = sum_g
+        grad_weight[c] = sum_gx * istd
+        coef[c, 0] = weight[c] * istd
+        coef[c, 1] = sum_g / M
+        coef[c, 2] = istd * istd * sum_gx / M
+        scale, mean_g, k = coef[c, 0], coef[c, 1], coef[c, 2]
+        for n in range(N):
+            g = gy[n, c]
+            row = x[n, c]
+            out = gx[n, c]
+            for j in range(L):
+                out[_u(j)] = scale * ((g[_u(j)] - mean_g) - (row[_u(j)] - mu) * k)
+
+
+def _as_ncl(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a).reshape(a.shape[0], a.shape[1], -1)
+
+
+def batch_norm_forward_train(x: np.ndarray, weight: np.ndarray, bias: np.ndarray,
+                             eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(y, mean, inv_std) with biased batch statistics per channel; mean, inv_std: (C,)."""
+    x3 = _as_ncl(x)
+    C = x3.shape[1]
+    dtype = x3.dtype
+    weight = np.ascontiguousarray(weight, dtype=dtype).reshape(C)
+    bias = np.ascontiguousarray(bias, dtype=dtype).reshape(C)
+    y = np.empty_like(x3)
+    mean = np.empty(C, dtype=dtype)
+    inv_std = np.empty(C, dtype=dtype)
+    _forward(x3, weight, bias, float(eps), y, mean, inv_std)
+    return y.reshape(x.shape), mean, inv_std
+
+
+def batch_norm_backward(grad_y: np.ndarray, x: np.ndarray, mean: np.ndarray, inv_std: np.ndarray,
+                        weight: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(grad_x, grad_weight, grad_bias) of the training-mode forward pass."""
+    x3 = _as_ncl(x)
+    gy3 = _as_ncl(grad_y)
+    C = x3.shape[1]
+    dtype = x3.dtype
+    weight = np.ascontiguousarray(weight, dtype=dtype).reshape(C)
+    mean = np.ascontiguousarray(mean, dtype=dtype).reshape(C)
+    inv_std = np.ascontiguousarray(inv_std, dtype=dtype).reshape(C)
+    gx = np.empty_like(x3)
+    grad_weight = np.empty(C, dtype=dtype)
+    grad_bias = np.empty(C, dtype=dtype)
+    _backward(gy3, x3, mean, inv_std, weight, gx, grad_weight, grad_bias, np.empty((C, 3), dtype))
+    return gx.reshape(x.shape), grad_weight, grad_bias

@@ -1,0 +1,515 @@
+"""2-D convolution kernels compiled with Numba: im2col + BLAS GEMM, or direct loops.
+
+Same functions and arguments as ``kernels/reference/conv.py`` (docs/ARCHITECTURE.md):
+x (N, C, H, W), weight (K, C/groups, KH, KW), y (N, K, OH, OW), cross-correlation
+
+    y[n, k, oh, ow] = sum_{c in group(k), kh, kw} weight[k, c, kh, kw]
+                      * x[n, c, oh*sh + kh*dh - top, ow*sw + kw*dw - left]   (0 outside x)
+
+Three strategies; :func:`strategy` picks one (the rule is measured, see benchmarks/RESULTS.md):
+
+* ``"direct"``: loops over output planes; each (c, kh, kw) tap adds ``w * shifted input row``
+  to a plane that stays in L1. Used when each group has a single output channel (depthwise
+  convs): the GEMM would be a matrix-vector product. Measured (2 threads, fwd+bwd, 32x32x16x16
+  depthwise 3x3): direct 1.85 ms vs im2col+GEMM 1.98 ms. Everything else is faster as GEMMs,
+  even LeNet's 1-channel 5x5 first layer (1.31 ms vs 4.97 ms direct) and ResNet's 16-channel
+  3x3 layers (11 ms vs 45 ms direct).
+* ``"batched"`` (N >= Numba threads): ``prange`` over the threads; each thread takes a
+  contiguous share of the batch and, per sample, writes im2col columns into its own buffer
+  (cache-resident, allocated once per call) and calls single-threaded BLAS
+  ``y[n, group] = W[group] @ cols[group]``, writing straight into y (no transpose, no
+  per-sample allocation). 1x1 stride-1 unpadded convs skip im2col: x[n] viewed as
+  (C, H*W) *is* the column matrix.
+* ``"blas"`` (N < threads, e.g. a single image): im2col of the whole batch in parallel over
+  (n, c) planes, then one numpy ``matmul`` batched over groups on multi-threaded BLAS.
+
+Backward: grad_input = col2im(W^T @ grad_y) (or, direct, scatter each tap back);
+grad_weight = sum_n grad_y[n] @ cols[n]^T with per-thread partial sums (or, direct, one dot
+product per weight). The forward columns are recomputed rather than stored: a thread's
+buffer stays in cache and memory use stays that of the arrays themselves.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+from numba import uint64 as _u
+from tinygrad_cnn.kernels.numba._threads import num_threads, numba_blas_single_thread
+
+Pair = tuple[int, int]
+Quad = tuple[int, int, int, int]
+
+# ------------------------------------------------------------------ compiled helpers
+@njit(cache=True, inline="always")
+def _valid_range(offset: int, stride: int, size: int, out_size: int) -> tuple[int, int]:
+    """[lo, hi): the outputs o with 0 <= o*stride + offset < size, clipped to [0, out_size).
+
+    Computing the range once per kernel tap keeps the innermost loops free of bounds
+    checks (so LLVM vectorises them) and guarantees no read or write outside the arrays.
+    """
+    lo = 0 if offset >= 0 else (-offset + stride - 1) // stride
+    last = size - 1 - offset  # o*stride <= last
+    hi = 0 if last < 0 else last // stride + 1
+    hi = min(hi, out_size)
+    return min(lo, hi), hi
+
+
+@njit(cache=True)
+def _im2col_channel(x, n, c, cols, row0, KH, KW, sh, sw, top, left, dh, dw, OH, OW):
+    """Rows row0 .. row0+KH*KW-1 of cols get channel c of sample n:
+    cols[row0 + kh*KW + kw, oh*OW + ow] = x[n, c, oh*sh + kh*dh - top, ow*sw + kw*dw - left],
+    zero where that position is padding (reference ``im2col`` for one (n, c)).
+
+    Indexing is done on flat views with ``uint64`` indices: Numba then emits no negative-index
+    wrap-around, the index is affine in the loop variable and LLVM vectorises the copy (5x
+    faster than 2-D indexing). With stride 1 and OW == W (a "same" convolution) each tap's
+    row is one long contiguous copy of the plane shifted by (kh*dh - top, kw*dw - left);
+    the few entries that wrapped around a row edge are zeroed afterwards.
+    """
+    H = x.shape[2]
+    W = x.shape[3]
+    L = OH * OW
+    src = x[n, c].reshape(H * W)
+    for kh in range(KH):
+        for kw in range(KW):
+            out = cols[row0 + kh * KW + kw]
+            off_w = kw * dw - left
+            lo, hi = _valid_range(off_w, sw, W, OW)
+            off_h = kh * dh - top
+            if sh == 1 and sw == 1 and OW == W:
+                hlo, hhi = _valid_range(off_h, 1, H, OH)
+                a = hlo * OW + lo
+                b = (hhi - 1) * OW + hi if hhi > hlo and hi > lo else a
+                for j in range(a):
+                    out[_u(j)] = 0
+                shift = off_h * W + off_w  # src index = output index + shift, >= 0 on [a, b)
+                for j in range(a, b):
+                    out[_u(j)] = src[_u(j + shift)]
+                for j in range(b, L):
+                    out[_u(j)] = 0
+                if lo > 0 or hi < OW:  # entries that wrapped into the neighbouring row
+                    for oh in range(hlo, hhi):
+                        for ow in range(lo):
+                            out[_u(oh * OW + ow)] = 0
+                        for ow in range(hi, OW):
+                            out[_u(oh * OW + ow)] = 0
+                continue
+            for oh in range(OH):
+                ih = oh * sh + off_h
+                o = oh * OW
+                if ih < 0 or ih >= H:
+                    for j in range(OW):
+                        out[_u(o + j)] = 0
+                    continue
+                for j in range(lo):
+                    out[_u(o + j)] = 0
+                s = ih * W + off_w
+                if sw == 1:
+                    for j in range(lo, hi):
+                        out[_u(o + j)] = src[_u(s + j)]
+                else:
+                    for j in range(lo, hi):
+                        out[_u(o + j)] = src[_u(s + j * sw)]
+                for j in range(hi, OW):
+                    out[_u(o + j)] = 0
+
+
+@njit(cache=True)
+def _col2im_channel(cols, row0, gx, n, c, KH, KW, sh, sw, top, left, dh, dw, OH, OW):
+    """Adjoint of :func:`_im2col_channel`: gx[n, c] = sum of the column entries that were
+    copied from each position (padding entries are dropped); reference ``col2im`` for one
+    (n, c). Overwrites the plane (zeroes it first). Same flat ``uint64`` indexing."""
+    H = gx.shape[2]
+    W = gx.shape[3]
+    dst = gx[n, c].reshape(H * W)
+    for j in range(H * W):
+        dst[_u(j)] = 0
+    for kh in range(KH):
+        for kw in range(KW):
+            src = cols[row0 + kh * KW + kw]
+            off_w = kw * dw - left
+            lo, hi = _valid_range(off_w, sw, W, OW)
+            for oh in range(OH):
+                ih = oh * sh + kh * dh - top
+                if ih < 0 or ih >= H:
+                    continue
+                o = oh * OW
+                d = ih * W + off_w
+                if sw == 1:
+                    for j in range(lo, hi):
+                        dst[_u(d + j)] += src[_u(o + j)]
+                else:
+                    for j in range(lo, hi):
+                        dst[_u(d + j * sw)] += src[_u(o + j)]
+
+
+@njit(cache=True, parallel=True)
+def _im2col_all(x, cols, KH, KW, sh, sw, top, left, dh, dw, OH, OW):
+    """cols (N, C*KH*KW, OH*OW) = reference ``im2col(x)``; parallel over (n, c) planes."""
+    N, C = x.shape[0], x.shape[1]
+    KK = KH * KW
+    for p in prange(N * C):
+        n, c = p // C, p % C
+        _im2col_channel(x, n, c, cols[n], c * KK, KH, KW, sh, sw, top, left, dh, dw, OH, OW)
+
+
+@njit(cache=True, parallel=True)
+def _col2im_all(cols, gx, KH, KW, sh, sw, top, left, dh, dw, OH, OW):
+    """gx (N, C, H, W) = reference ``col2im(cols)``; parallel over (n, c) planes, which are
+    disjoint outputs, so no two threads write the same element."""
+    N, C = gx.shape[0], gx.shape[1]
+    KK = KH * KW
+    for p in prange(N * C):
+        n, c = p // C, p % C
+        _col2im_channel(cols[n], c * KK, gx, n, c, KH, KW, sh, sw, top, left, dh, dw, OH, OW)
+
+
+# ------------------------------------------------------------------ batched im2col + GEMM
+@njit(cache=True, parallel=True, nogil=True)
+def _forward_batched(x, w2, y, groups, KH, KW, sh, sw, top, left, dh, dw, OH, OW, T, pointwise):
+    """y (N, K, OH*OW): y[n, group g] = w2[g rows] (Kg, Cg*KH*KW) @ im2col(x[n])[g rows].
+
+    Equal to reference ``conv2d_forward``. Thread t handles samples [t*N//T, (t+1)*N//T);
+    ``pointwise`` (1x1, stride 1, no padding) uses x[n] as (C, H*W) with no im2col.
+    """
+    N, C = x.shape[0], x.shape[1]
+    K = w2.shape[0]
+    L = OH * OW
+    Cg, Kg = C // groups, K // groups
+    KK = KH * KW
+    rows = Cg * KK
+    for t in prange(T):
+        cols = np.empty((1 if pointwise else C * KK, 1 if pointwise else L), dtype=x.dtype)
+        for n in range(t * N // T, (t + 1) * N // T):
+            if pointwise:
+                src = x[n].reshape((C, L))
+            else:
+                for c in range(C):
+                    _im2col_channel(x, n, c, cols, c * KK, KH, KW, sh, sw, top, left, dh, dw, OH, OW)
+                src = cols
+            for g in range(groups):
+                np.dot(w2[g * Kg:(g + 1) * Kg], src[g * rows:(g + 1) * rows], y[n, g * Kg:(g + 1) * Kg])
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def _backward_input_batched(gy, wt, gx, groups, KH, KW, sh, sw, top, left, dh, dw, OH, OW, T,
+                            pointwise):
+    """gx[n] = col2im(W^T @ gy[n]) per group, wt[g] = W[g]^T (Cg*KH*KW, Kg).
+
+    Equal to reference ``conv2d_backward_input``: the adjoint of the forward map in x.
+    ``pointwise`` writes W^T @ gy[n] straight into gx[n] viewed as (C, H*W).
+    """
+    N, C = gx.shape[0], gx.shape[1]
+    Kg = wt.shape[2]
+    rows = wt.shape[1]
+    L = OH * OW
+    KK = KH * KW
+    for t in prange(T):
+        cols = np.empty((1 if pointwise else C * KK, L), dtype=gy.dtype)
+        for n in range(t * N // T, (t + 1) * N // T):
+            dst = gx[n].reshape((C, L)) if pointwise else cols
+            for g in range(groups):
+                np.dot(wt[g], gy[n, g * Kg:(g + 1) * Kg], dst[g * rows:(g + 1) * rows])
+            if not pointwise:
+                for c in range(C):
+                    _col2im_channel(cols, c * KK, gx, n, c, KH, KW, sh, sw, top, left, dh, dw, OH, OW)
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def _backward_weight_batched(gy, x, partial, groups, KH, KW, sh, sw, top, left, dh, dw, OH, OW, T,
+                             pointwise):
+    """partial[t] = sum over thread t's samples of gy[n, g] (Kg, L) @ im2col(x[n])[g]^T.
+
+    Summed over t (by the caller) this equals reference ``conv2d_backward_weight``; per-thread
+    partial sums avoid any write shared between threads.
+    """
+    N, C = x.shape[0], x.shape[1]
+    K = gy.shape[1]
+    Kg = K // groups
+    rows = partial.shape[2]
+    L = OH * OW
+    KK = KH * KW
+    for t in prange(T):
+        cols = np.empty((1 if pointwise else C * KK, 1 if pointwise else L), dtype=x.dtype)
+        tmp = np.empty((Kg, rows), dtype=x.dtype)
+        acc = partial[t]
+        for i in range(K):
+            for j in range(rows):
+                acc[i, j] = 0
+        for n in range(t * N // T, (t + 1) * N // T):
+            if pointwise:
+                src = x[n].reshape((C, L))
+            else:
+                for c in range(C):
+                    _im2col_channel(x, n, c, cols, c * KK, KH, KW, sh, sw, top, left, dh, dw, OH, OW)
+                src = cols
+            for g in range(groups):
+                np.dot(gy[n, g * Kg:(g + 1) * Kg], src[g * rows:(g + 1) * rows].T, tmp)
+                for i in range(Kg):
+                    for j in range(rows):
+                        acc[g * Kg + i, j] += tmp[i, j]
+
+
+# ------------------------------------------------------------------ direct kernels
+@njit(cache=True, parallel=True, nogil=True)
+def _forward_direct(x, w, y, groups, sh, sw, top, left, dh, dw):
+    """y[n, k] = sum_{c, kh, kw} w[k, c, kh, kw] * shifted x[n, group c]: reference
+    ``conv2d_forward`` computed tap by tap; parallel over the N*K output planes (each one
+    written by one thread, and small enough to stay in L1 while the taps accumulate)."""
+    N, H, W = x.shape[0], x.shape[2], x.shape[3]
+    K, Cg, KH, KW = w.shape
+    OH, OW = y.shape[2], y.shape[3]
+    Kg = K // groups
+    for p in prange(N * K):
+        n, k = p // K, p % K
+        c0 = (k // Kg) * Cg
+        out = y[n, k].reshape(OH * OW)
+        for j in range(OH * OW):
+            out[_u(j)] = 0
+        for cl in range(Cg):
+            src = x[n, c0 + cl].reshape(H * W)
+            for kh in range(KH):
+                for kw in range(KW):
+                    wv = w[k, cl, kh, kw]
+                    off_w = kw * dw - left
+                    lo, hi = _valid_range(off_w, sw, W, OW)
+                    for oh in range(OH):
+                        ih = oh * sh + kh * dh - top
+                        if ih < 0 or ih >= H:
+                            continue
+                        o = oh * OW
+                        s = ih * W + off_w
+                        if sw == 1:
+                            for j in range(lo, hi):
+                                out[_u(o + j)] += wv * src[_u(s + j)]
+                        else:
+                            for j in range(lo, hi):
+                                out[_u(o + j)] += wv * src[_u(s + j * sw)]
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def _backward_input_direct(gy, w, gx, groups, sh, sw, top, left, dh, dw):
+    """gx[n, c] = sum_{k in group(c), kh, kw} w[k, c, kh, kw] * (gy[n, k] scattered back to the
+    positions it read): reference ``conv2d_backward_input``; parallel over the N*C input
+    planes, each written by one thread only."""
+    N, C, H = gx.shape[0], gx.shape[1], gx.shape[2]
+    W = gx.shape[3]
+    K, Cg, KH, KW = w.shape
+    OH, OW = gy.shape[2], gy.shape[3]
+    Kg = K // groups
+    for p in prange(N * C):
+        n, c = p // C, p % C
+        g, cl = c // Cg, c % Cg
+        dst = gx[n, c].reshape(H * W)
+        for j in range(H * W):
+            dst[_u(j)] = 0
+        for k in range(g * Kg, (g + 1) * Kg):
+            src = gy[n, k].reshape(OH * OW)
+            for kh in range(KH):
+                for kw in range(KW):
+                    wv = w[k, cl, kh, kw]
+                    off_w = kw * dw - left
+                    lo, hi = _valid_range(off_w, sw, W, OW)
+                    for oh in range(OH):
+                        ih = oh * sh + kh * dh - top
+                        if ih < 0 or ih >= H:
+                            continue
+                        o = oh * OW
+                        d = ih * W + off_w
+                        if sw == 1:
+                            for j in range(lo, hi):
+                                dst[_u(d + j)] += wv * src[_u(o + j)]
+                        else:
+                            for j in range(lo, hi):
+                                dst[_u(d + j * sw)] += wv * src[_u(o + j)]
+
+
+@njit(cache=True, parallel=True, nogil=True, fastmath={"reassoc", "contract"})
+def _backward_weight_direct(gy, x, gw, groups, sh, sw, top, left, dh, dw):
+    """gw[k, c, kh, kw] = sum_{n, oh, ow} gy[n, k, oh, ow] * x[n, c', oh*sh+kh*dh-top, ...]:
+    reference ``conv2d_backward_weight``, one float64-accumulated dot product per weight
+    (``reassoc`` lets LLVM vectorise that sum); parallel over the K*Cg filters."""
+    N, H, W = x.shape[0], x.shape[2], x.shape[3]
+    K, Cg, KH, KW = gw.shape
+    OH, OW = gy.shape[2], gy.shape[3]
+    Kg = K // groups
+    for p in prange(K * Cg):
+        k, cl = p // Cg, p % Cg
+        c = (k // Kg) * Cg + cl
+        for kh in range(KH):
+            for kw in range(KW):
+                off_w = kw * dw - left
+                lo, hi = _valid_range(off_w, sw, W, OW)
+                acc = 0.0
+                for n in range(N):
+                    src = x[n, c].reshape(H * W)
+                    g = gy[n, k].reshape(OH * OW)
+                    for oh in range(OH):
+                        ih = oh * sh + kh * dh - top
+                        if ih < 0 or ih >= H:
+                            continue
+                        o = oh * OW
+                        s = ih * W + off_w
+                        if sw == 1:
+                            for j in range(lo, hi):
+                                acc += g[_u(o + j)] * src[_u(s + j)]
+                        else:
+                            for j in range(lo, hi):
+                                acc += g[_u(o + j)] * src[_u(s + j * sw)]
+                gw[k, cl, kh, kw] = acc
+
+
+# ------------------------------------------------------------------ Python interface
+def _geometry(input_shape, kernel_size: Pair, stride: Pair, padding, dilation: Pair):
+    """Output size and the (top, left) offsets, ints only (the compiled code gets int64)."""
+    H, W = input_shape[2], input_shape[3]
+    KH, KW = kernel_size
+    sh, sw = stride
+    top, bottom, left, right = _quad(padding)
+    dh, dw = dilation
+    OH = (H + top + bottom - dh * (KH - 1) - 1) // sh + 1
+    OW = (W + left + right - dw * (KW - 1) - 1) // sw + 1
+    return (int(KH), int(KW), int(sh), int(sw), int(top), int(left), int(dh), int(dw),
+            int(OH), int(OW))
+
+
+def _quad(padding) -> Quad:
+    """Padding as (top, bottom, left, right); a pair (ph, pw) means symmetric padding."""
+    padding = tuple(int(p) for p in padding)
+    if len(padding) == 2:
+        return padding[0], padding[0], padding[1], padding[1]
+    return padding  # type: ignore[return-value]
+
+
+def strategy(input_shape, weight_shape, groups: int) -> str:
+    """Which kernel runs: ``"direct"``, ``"batched"`` (im2col+GEMM per thread) or ``"blas"``.
+
+    Direct when every group has one output channel (depthwise: a GEMM would be a
+    matrix-vector product); otherwise batched when every Numba thread gets at least one
+    sample, else (a single image) im2col + numpy's multi-threaded BLAS.
+    """
+    K = weight_shape[0]
+    if K // groups == 1:
+        return "direct"
+    return "batched" if input_shape[0] >= num_threads() else "blas"
+
+
+def _pointwise(KH: int, KW: int, sh: int, sw: int, top: int, bottom: int, left: int, right: int) -> bool:
+    return KH == KW == 1 and sh == sw == 1 and top == bottom == left == right == 0
+
+
+def conv2d_forward(x: np.ndarray, weight: np.ndarray, stride: Pair, padding: Quad, dilation: Pair,
+                   groups: int) -> np.ndarray:
+    """y = cross-correlation of x with weight (no bias): (N, C, H, W) -> (N, K, OH, OW)."""
+    x = np.ascontiguousarray(x)
+    weight = np.ascontiguousarray(weight)
+    N = x.shape[0]
+    K = weight.shape[0]
+    groups = int(groups)
+    KH, KW, sh, sw, top, left, dh, dw, OH, OW = _geometry(x.shape, weight.shape[2:], stride,
+                                                           padding, dilation)
+    how = strategy(x.shape, weight.shape, groups)
+    if how == "direct":
+        y = np.empty((N, K, OH, OW), dtype=x.dtype)
+        _forward_direct(x, weight, y, groups, sh, sw, top, left, dh, dw)
+        return y
+    rows = weight.shape[1] * KH * KW
+    if how == "batched":
+        y = np.empty((N, K, OH * OW), dtype=x.dtype)
+        T = num_threads()
+        pw = _pointwise(KH, KW, sh, sw, *_quad(padding))
+        with numba_blas_single_thread:
+            _forward_batched(x, weight.reshape(K, rows), y, groups, KH, KW, sh, sw, top, left,
+                             dh, dw, OH, OW, T, pw)
+        return y.reshape(N, K, OH, OW)
+    cols = im2col(x, (KH, KW), stride, padding, dilation).reshape(N, groups, rows, OH * OW)
+    y = np.matmul(weight.reshape(groups, K // groups, rows), cols)
+    return y.reshape(N, K, OH, OW)
+
+
+def conv2d_backward_input(grad_y: np.ndarray, weight: np.ndarray, input_shape, stride: Pair,
+                          padding: Quad, dilation: Pair, groups: int) -> np.ndarray:
+    """grad_x = the adjoint of the forward map applied to grad_y, shape ``input_shape``."""
+    grad_y = np.ascontiguousarray(grad_y)
+    weight = np.ascontiguousarray(weight)
+    input_shape = tuple(int(s) for s in input_shape)
+    N, C = input_shape[0], input_shape[1]
+    K, Cg = weight.shape[0], weight.shape[1]
+    groups = int(groups)
+    KH, KW, sh, sw, top, left, dh, dw, OH, OW = _geometry(input_shape, weight.shape[2:], stride,
+                                                           padding, dilation)
+    how = strategy(input_shape, weight.shape, groups)
+    gx = np.empty(input_shape, dtype=grad_y.dtype)
+    if how == "direct":
+        _backward_input_direct(grad_y, weight, gx, groups, sh, sw, top, left, dh, dw)
+        return gx
+    rows = Cg * KH * KW
+    # W^T per group, (groups, Cg*KH*KW, K/groups), contiguous for BLAS: a small copy.
+    wt = np.ascontiguousarray(weight.reshape(groups, K // groups, rows).transpose(0, 2, 1))
+    if how == "batched":
+        T = num_threads()
+        pw = _pointwise(KH, KW, sh, sw, *_quad(padding))
+        with numba_blas_single_thread:
+            _backward_input_batched(grad_y.reshape(N, K, OH * OW), wt, gx, groups, KH, KW, sh, sw,
+                                    top, left, dh, dw, OH, OW, T, pw)
+        return gx
+    cols = np.matmul(wt, grad_y.reshape(N, groups, K // groups, OH * OW))
+    _col2im_all(np.ascontiguousarray(cols.reshape(N, C * KH * KW, OH * OW)), gx, KH, KW, sh, sw,
+                top, left, dh, dw, OH, OW)
+    return gx
+
+
+def conv2d_backward_weight(grad_y: np.ndarray, x: np.ndarray, weight_shape, stride: Pair,
+                           padding: Quad, dilation: Pair, groups: int) -> np.ndarray:
+    """grad_w[k, c, kh, kw] = sum_{n, oh, ow} grad_y[n, k, oh, ow] * (the x entry it multiplied)."""
+    grad_y = np.ascontiguousarray(grad_y)
+    x = np.ascontiguousarray(x)
+    weight_shape = tuple(int(s) for s in weight_shape)
+    N = x.shape[0]
+    K, Cg = weight_shape[0], weight_shape[1]
+    groups = int(groups)
+    KH, KW, sh, sw, top, left, dh, dw, OH, OW = _geometry(x.shape, weight_shape[2:], stride,
+                                                           padding, dilation)
+    how = strategy(x.shape, weight_shape, groups)
+    if how == "direct":
+        gw = np.empty(weight_shape, dtype=x.dtype)
+        _backward_weight_direct(grad_y, x, gw, groups, sh, sw, top, left, dh, dw)
+        return gw
+    rows = Cg * KH * KW
+    if how == "batched":
+        T = num_threads()
+        partial = np.empty((T, K, rows), dtype=x.dtype)
+        pw = _pointwise(KH, KW, sh, sw, *_quad(padding))
+        with numba_blas_single_thread:
+            _backward_weight_batched(grad_y.reshape(N, K, OH * OW), x, partial, groups, KH, KW, sh, sw,
+                                     top, left, dh, dw, OH, OW, T, pw)
+        return partial.sum(axis=0).reshape(weight_shape)
+    cols = im2col(x, (KH, KW), stride, padding, dilation).reshape(N, groups, rows, OH * OW)
+    gy = grad_y.reshape(N, groups, K // groups, OH * OW)
+    gw = np.matmul(gy, cols.transpose(0, 1, 3, 2)).sum(axis=0)
+    return gw.reshape(weight_shape)
+
+
+def im2col(x: np.ndarray, kernel_size: Pair, stride: Pair, padding: Quad, dilation: Pair) -> np.ndarray:
+    """cols (N, C*KH*KW, OH*OW): cols[n, (c*KH + kh)*KW + kw, oh*OW + ow] is the input entry
+    that weight tap (c, kh, kw) multiplies for output (oh, ow) (0 in the padding)."""
+    x = np.ascontiguousarray(x)
+    N, C = x.shape[0], x.shape[1]
+    KH, KW, sh, sw, top, left, dh, dw, OH, OW = _geometry(x.shape, kernel_size, stride, padding,
+                                                           dilation)
+    cols = np.empty((N, C * KH * KW, OH * OW), dtype=x.dtype)
+    _im2col_all(x, cols, KH, KW, sh, sw, top, left, dh, dw, OH, OW)
+    return cols
+
+
+def col2im(cols: np.ndarray, input_shape, kernel_size: Pair, stride: Pair, padding: Quad,
+           dilation: Pair) -> np.ndarray:
+    """The adjoint of :func:`im2col`: every column entry is added back to the input position it
+    was copied from (overlapping windows sum; padding entries are dropped)."""
+    cols = np.ascontiguousarray(cols)
+    input_shape = tuple(int(s) for s in input_shape)
+    KH, KW, sh, sw, top, left, dh, dw, OH, OW = _geometry(input_shape, kernel_size, stride, padding,
+                                                           dilation)
+    gx = np.empty(input_shape, dtype=cols.dtype)
+    _col2im_all(cols, gx, KH, KW, sh, sw, top, left, dh, dw, OH, OW)
+    return gx
