@@ -14,6 +14,8 @@ layers that use it (``Linear``, the ``"blas"`` convolution strategy).
 
 from __future__ import annotations
 
+import os
+
 import numba
 
 
@@ -54,6 +56,21 @@ class _SingleThreadBlas:
 
 
 numba_blas_single_thread = _SingleThreadBlas()
+
+
+def claim_cores() -> None:
+    """Give the cores to Numba: every loaded BLAS library runs on ``TINYGRAD_CNN_BLAS_THREADS``
+    threads (default 1) from now on, so BLAS threads spinning after a matrix product do not
+    compete with Numba's threads for the same cores."""
+    setting = os.environ.get("TINYGRAD_CNN_BLAS_THREADS", "1")
+    try:
+        threads = int(setting)
+    except ValueError:
+        raise ValueError(f"TINYGRAD_CNN_BLAS_THREADS must be a positive int, got {setting!r}") from None
+    if threads < 1:
+        raise ValueError(f"TINYGRAD_CNN_BLAS_THREADS must be a positive int, got {setting!r}")
+    for lib in _SingleThreadBlas._find():
+        lib.set_num_threads(threads)
 
 
 def num_threads() -> int:
