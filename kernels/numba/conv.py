@@ -21,7 +21,8 @@ Three strategies; :func:`strategy` picks one (the rule is measured, see benchmar
   per-sample allocation). 1x1 stride-1 unpadded convs skip im2col: x[n] viewed as
   (C, H*W) *is* the column matrix.
 * ``"blas"`` (N < threads, e.g. a single image): im2col of the whole batch in parallel over
-  (n, c) planes, then one numpy ``matmul`` batched over groups on multi-threaded BLAS.
+  (n, c) planes, then one numpy ``matmul`` batched over groups (on the BLAS threads that
+  :func:`._threads.claim_cores` leaves: one unless ``TINYGRAD_CNN_BLAS_THREADS`` says more).
 
 Backward: grad_input = col2im(W^T @ grad_y) (or, direct, scatter each tap back);
 grad_weight = sum_n grad_y[n] @ cols[n]^T with per-thread partial sums (or, direct, one dot
