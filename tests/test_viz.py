@@ -20,13 +20,27 @@ def test_plots_write_non_empty_pngs(tmp_path):
     viz.activation_maps(rng.random((1, 5, 8, 8)), tmp_path / "maps.png")
     viz.training_curves({"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "accuracy": [0.5, 0.8]},
                         tmp_path / "curves.png")
+    viz.training_curves({"plain": {"loss": [2.0, 1.9]}, "resnet": {"loss": [2.0, 0.9]}},
+                        tmp_path / "compare.png")
     counts = viz.confusion_matrix([0, 1, 2, 2], [0, 2, 2, 2], 3)
     viz.plot_confusion_matrix(counts, path=tmp_path / "cm.png")
     viz.image_grid(rng.random((5, 1, 8, 8)), labels=[0, 1, 2, 3, 4], predictions=[0, 1, 0, 3, 4],
                    path=tmp_path / "grid.png")
-    for name in ("filters", "rgb", "maps", "curves", "cm", "grid"):
+    for name in ("filters", "rgb", "maps", "curves", "compare", "cm", "grid"):
         width, height = png_size(tmp_path / f"{name}.png")
         assert width > 100 and height > 50
+
+
+def test_training_curves_draw_one_panel_per_metric_and_one_line_per_run():
+    fig = viz.training_curves({"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "accuracy": [0.5, 0.8],
+                               "lr": [0.1, 0.1]})
+    assert [ax.get_ylabel() for ax in fig.axes] == ["loss", "accuracy"]
+    assert [len(ax.lines) for ax in fig.axes] == [2, 1]
+    runs = {"plain": {"loss": [2.0], "val_accuracy": [0.1]}, "resnet": {"loss": [1.0], "val_accuracy": [0.9]}}
+    fig = viz.training_curves(runs)
+    assert [len(ax.lines) for ax in fig.axes] == [2, 2]
+    with pytest.raises(ValueError, match="empty"):
+        viz.training_curves({})
 
 
 def test_confusion_matrix_counts():

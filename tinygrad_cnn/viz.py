@@ -18,13 +18,15 @@ from tinygrad_cnn.autograd import no_grad
 from tinygrad_cnn.tensor import Tensor
 
 
-def _pyplot():
-    import matplotlib
+def _figure(width: float, height: float):
+    """A matplotlib Figure drawn by the Agg canvas: no display, no pyplot. pyplot would keep
+    every figure alive in its global registry until closed; these are freed like any object."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # no display needed; must precede the pyplot import
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def _array(x) -> np.ndarray:
@@ -64,9 +66,9 @@ def filter_grid(weights, path=None, ncols: int = 8, title: str = "filters", chan
     w = _array(weights)
     if w.ndim != 4:
         raise ValueError(f"filter_grid: weights must be (K, C, kh, kw), got shape {w.shape}")
-    plt = _pyplot()
     rows, cols = _grid(w.shape[0], ncols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.3 * rows + 0.4), squeeze=False)
+    fig = _figure(1.3 * cols, 1.3 * rows + 0.4)
+    axes = fig.subplots(rows, cols, squeeze=False)
     for i, ax in enumerate(axes.ravel()):
         ax.axis("off")
         if i >= w.shape[0]:
@@ -90,9 +92,9 @@ def activation_maps(activations, path=None, ncols: int = 8, title: str = "activa
     if a.ndim != 3:
         raise ValueError(f"activation_maps: expected (C, H, W), got shape {a.shape}")
     a = a[:max_maps]
-    plt = _pyplot()
     rows, cols = _grid(a.shape[0], ncols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.3 * rows + 0.4), squeeze=False)
+    fig = _figure(1.3 * cols, 1.3 * rows + 0.4)
+    axes = fig.subplots(rows, cols, squeeze=False)
     for i, ax in enumerate(axes.ravel()):
         ax.axis("off")
         if i < a.shape[0]:
@@ -102,23 +104,44 @@ def activation_maps(activations, path=None, ncols: int = 8, title: str = "activa
     return _finish(fig, path)
 
 
-def training_curves(history: Mapping[str, Sequence[float]], path=None, title: str = "training"):
-    """Plot a Keras-style history ({'loss': [...], 'val_loss': [...], 'accuracy': [...]}):
-    losses on the left axis, everything else (accuracies, rates) on the right panel."""
-    if not history:
-        raise ValueError("training_curves: the history is empty")
-    plt = _pyplot()
-    losses = {k: v for k, v in history.items() if "loss" in k}
-    others = {k: v for k, v in history.items() if "loss" not in k}
-    panels = [p for p in (losses, others) if p]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
-    for ax, panel in zip(axes[0], panels):
-        for name, values in panel.items():
-            ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=name)
+def training_curves(history, path=None, title: str | None = None):
+    """Plot Keras-style histories, one panel per metric (loss, accuracy, ...), each with the
+    training curve and, where present, the ``val_`` curve.
+
+    ``history`` is a dict of per-epoch lists (or an object with such a ``.history`` dict, as
+    ``Trainer.fit`` returns), or a dict of several of those keyed by run name, to compare runs
+    in the same panels (e.g. ``{"plain": h1, "batch norm": h2}``). The course reads these
+    curves to diagnose training: a validation loss that rises while the training loss falls
+    is over-fitting; two curves that stay high together is under-fitting.
+    """
+    data = getattr(history, "history", history)
+    if not isinstance(data, Mapping) or not data:
+        raise ValueError("training_curves: the history is empty: train for at least one epoch")
+    first = getattr(next(iter(data.values())), "history", next(iter(data.values())))
+    runs = ({name: getattr(h, "history", h) for name, h in data.items()}
+            if isinstance(first, Mapping) else {"": data})
+    metrics: list[str] = []
+    for run in runs.values():
+        for key in run:
+            metric = key[4:] if key.startswith("val_") else key
+            if key != "lr" and metric not in metrics:
+                metrics.append(metric)
+    fig = _figure(5 * len(metrics), 4)
+    for i, metric in enumerate(metrics):
+        ax = fig.add_subplot(1, len(metrics), i + 1)
+        for run_name, run in runs.items():
+            for key, kind in ((metric, "training"), (f"val_{metric}", "validation")):
+                if key in run:
+                    values = run[key]
+                    label = f"{run_name} ({kind})" if run_name else kind
+                    ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=label)
         ax.set_xlabel("epoch")
-        ax.legend()
-        ax.grid(alpha=0.3)
-    fig.suptitle(title)
+        ax.set_ylabel(metric)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
     return _finish(fig, path)
 
 
@@ -136,10 +159,10 @@ def confusion_matrix(y_true, y_pred, n_classes: int | None = None) -> np.ndarray
 def plot_confusion_matrix(counts, class_names: Sequence[str] | None = None, path=None,
                           title: str = "confusion matrix"):
     counts = _array(counts)
-    plt = _pyplot()
     n = counts.shape[0]
     names = [str(i) for i in range(n)] if class_names is None else list(class_names)
-    fig, ax = plt.subplots(figsize=(0.5 * n + 2.5, 0.5 * n + 2))
+    fig = _figure(0.5 * n + 2.5, 0.5 * n + 2)
+    ax = fig.subplots()
     ax.imshow(counts, cmap="Blues")
     for i in range(n):
         for j in range(n):
@@ -158,9 +181,9 @@ def image_grid(images, labels=None, predictions=None, path=None, ncols: int = 8,
     """Images (N, C, H, W) or (N, H, W) in a grid, captioned 'label' or 'label -> prediction'
     (red when they differ)."""
     images = _array(images)
-    plt = _pyplot()
     rows, cols = _grid(len(images), ncols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.5 * rows + 0.4), squeeze=False)
+    fig = _figure(1.4 * cols, 1.5 * rows + 0.4)
+    axes = fig.subplots(rows, cols, squeeze=False)
 
     def name(k):
         return str(k) if class_names is None else class_names[int(k)]

@@ -208,11 +208,7 @@ if not args.quick:
 # `09_gradients.png`: the gradient norm of every convolution at initialisation.
 
 # %%
-curves = {}
-for name, h in histories.items():
-    curves[f"{name}: loss"] = h["loss"]
-for name, h in histories.items():
-    curves[f"{name}: val accuracy"] = h["val_accuracy"]
+curves = {name: {"loss": h["loss"], "val_accuracy": h["val_accuracy"]} for name, h in histories.items()}
 viz.training_curves(
     curves, path=OUT / "09_training_curves.png", title=f"{2 * BLOCKS + 2} weight layers deep, on the digits"
 )
