@@ -14,12 +14,70 @@ Backward, with g = grad_y:
 
 Sums accumulate in double precision (float32 sums over a large batch lose digits), and the
 variance is a second pass over the centred values (no sum-of-squares cancellation).
-Channels are independent, so the channel loop runs in parallel.
+Channels are independent, so the channel loop runs in parallel. Each row is summed in four
+independent accumulators: with one running total every addition waits for the previous one
+(a dependency chain the compiler may not reorder), with four the additions overlap and
+vectorise (measured at 16 channels 32x32, batch 128: forward 5.9 -> 4.1 ms, forward+backward
+11.4 -> 8.7 ms).
 """
 
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport sqrt
+
+
+cdef inline double _row_sum(const floating* row, Py_ssize_t length, double mu) noexcept nogil:
+    """sum_k (row[k] - mu), in four independent accumulators."""
+    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0
+    cdef Py_ssize_t k = 0
+    while k + 4 <= length:
+        s0 = s0 + (row[k] - mu)
+        s1 = s1 + (row[k + 1] - mu)
+        s2 = s2 + (row[k + 2] - mu)
+        s3 = s3 + (row[k + 3] - mu)
+        k = k + 4
+    while k < length:
+        s0 = s0 + (row[k] - mu)
+        k = k + 1
+    return (s0 + s1) + (s2 + s3)
+
+
+cdef inline double _row_squares(const floating* row, Py_ssize_t length, double mu) noexcept nogil:
+    """sum_k (row[k] - mu)^2, in four independent accumulators."""
+    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0, d0, d1, d2, d3
+    cdef Py_ssize_t k = 0
+    while k + 4 <= length:
+        d0 = row[k] - mu
+        d1 = row[k + 1] - mu
+        d2 = row[k + 2] - mu
+        d3 = row[k + 3] - mu
+        s0 = s0 + d0 * d0
+        s1 = s1 + d1 * d1
+        s2 = s2 + d2 * d2
+        s3 = s3 + d3 * d3
+        k = k + 4
+    while k < length:
+        d0 = row[k] - mu
+        s0 = s0 + d0 * d0
+        k = k + 1
+    return (s0 + s1) + (s2 + s3)
+
+
+cdef inline double _row_dot(const floating* g, const floating* x, Py_ssize_t length,
+                            double mu) noexcept nogil:
+    """sum_k g[k] * (x[k] - mu), in four independent accumulators."""
+    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0
+    cdef Py_ssize_t k = 0
+    while k + 4 <= length:
+        s0 = s0 + g[k] * (x[k] - mu)
+        s1 = s1 + g[k + 1] * (x[k + 1] - mu)
+        s2 = s2 + g[k + 2] * (x[k + 2] - mu)
+        s3 = s3 + g[k + 3] * (x[k + 3] - mu)
+        k = k + 4
+    while k < length:
+        s0 = s0 + g[k] * (x[k] - mu)
+        k = k + 1
+    return (s0 + s1) + (s2 + s3)
 
 
 def batch_norm_forward_into(const floating[:, :, ::1] x, const floating[::1] weight,
@@ -28,22 +86,17 @@ def batch_norm_forward_into(const floating[:, :, ::1] x, const floating[::1] wei
     """Write y, the batch mean and inv_std of every channel (see the module docstring)."""
     cdef Py_ssize_t n_img = x.shape[0], channels = x.shape[1], length = x.shape[2]
     cdef Py_ssize_t c, n, k
-    cdef double count = <double>(n_img * length), total, squares, mu, inv, d, scale, shift
+    cdef double count = <double>(n_img * length), total, squares, mu, inv, scale, shift
     cdef const floating* row
     cdef floating* out
     for c in prange(channels, nogil=True, schedule="static", num_threads=num_threads):
         total = 0
         for n in range(n_img):
-            row = &x[n, c, 0]
-            for k in range(length):
-                total = total + row[k]
+            total = total + _row_sum(&x[n, c, 0], length, 0.0)
         mu = total / count
         squares = 0
         for n in range(n_img):
-            row = &x[n, c, 0]
-            for k in range(length):
-                d = row[k] - mu
-                squares = squares + d * d
+            squares = squares + _row_squares(&x[n, c, 0], length, mu)
         inv = 1.0 / sqrt(squares / count + eps)
         mean[c] = <floating>mu
         inv_std[c] = <floating>inv
@@ -73,11 +126,8 @@ def batch_norm_backward_into(const floating[:, :, ::1] grad_y, const floating[:,
         sum_g = 0
         sum_gx = 0                                   # sum(g * (x - mean))
         for n in range(n_img):
-            g_row = &grad_y[n, c, 0]
-            x_row = &x[n, c, 0]
-            for k in range(length):
-                sum_g = sum_g + g_row[k]
-                sum_gx = sum_gx + g_row[k] * (x_row[k] - mu)
+            sum_g = sum_g + _row_sum(&grad_y[n, c, 0], length, 0.0)
+            sum_gx = sum_gx + _row_dot(&grad_y[n, c, 0], &x[n, c, 0], length, mu)
         grad_bias[c] = <floating>sum_g
         grad_weight[c] = <floating>(sum_gx * inv)
         # grad_x = a * g + b * x + shift, the closed form above expanded per channel
