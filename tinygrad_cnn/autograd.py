@@ -134,8 +134,8 @@ def run_backward(root: Tensor, grad_root, retain_graph: bool = False) -> None:
             continue
         fn = tensor._creator
         if fn is None:  # a leaf: accumulate
-            if tensor.grad is None:
-                tensor.grad = Tensor._wrap(grad, tensor.device)
+            if tensor.grad is None:  # copy: an op may hand the same array to several inputs
+                tensor.grad = Tensor._wrap(grad.copy(), tensor.device)
             else:
                 tensor.grad = Tensor._wrap(tensor.grad.data + grad, tensor.device)
             continue

@@ -79,18 +79,20 @@ class _BatchNorm(Module):
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
         factor = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats:
-            self.num_batches_tracked.data += 1  # in place: the buffer keeps its 0-d array
-            if self.momentum is None:
-                factor = 1.0 / int(self.num_batches_tracked.item())
+        counting = self.training and self.track_running_stats
+        if counting and self.momentum is None:  # cumulative average over the batches so far
+            factor = 1.0 / (int(self.num_batches_tracked.item()) + 1)
         use_batch_stats = self.training or self.running_mean is None
         update = not self.training or self.track_running_stats
-        return F.batch_norm(
+        y = F.batch_norm(
             x,
             self.running_mean if update else None,
             self.running_var if update else None,
             self.weight, self.bias, use_batch_stats, factor, self.eps,
         )
+        if counting:  # only once the batch was accepted: a rejected input changes no state
+            self.num_batches_tracked.data += 1  # in place: the buffer keeps its 0-d array
+        return y
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "

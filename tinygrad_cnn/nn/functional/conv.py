@@ -26,6 +26,7 @@ the kernels of the current backend (``kernel_module("conv", device)``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -54,6 +55,10 @@ def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
+LARGEST_ARGUMENT = 2**31 - 1  # compiled kernels index with 64-bit ints; larger values mean a typo
+LARGEST_OUTPUT = 2**31  # elements (8 GiB of float32): beyond that a padding or size is a mistake
+
+
 def _ints(value, n: int, name: str, fn: str, minimum: int) -> tuple[int, ...]:
     """An int (the same for every spatial dim) or a tuple of ``n`` ints, each >= ``minimum``."""
     if _is_int(value):
@@ -65,6 +70,8 @@ def _ints(value, n: int, name: str, fn: str, minimum: int) -> tuple[int, ...]:
     if any(v < minimum for v in values):
         rule = "positive" if minimum == 1 else "non-negative"
         raise ValueError(f"{fn}: {name} must be {rule}, got {value!r}")
+    if any(v > LARGEST_ARGUMENT for v in values):
+        raise ValueError(f"{fn}: {name} {value!r} is too large (at most {LARGEST_ARGUMENT})")
     return values
 
 
@@ -111,6 +118,8 @@ def _padding_pairs(
                              "(before, after) pair of ints")
         if min(pair) < 0:
             raise ValueError(f"{fn}: padding must be non-negative, got {padding!r}")
+        if max(pair) > LARGEST_ARGUMENT:
+            raise ValueError(f"{fn}: padding {padding!r} is too large (at most {LARGEST_ARGUMENT})")
         pairs.append(pair)
     return tuple(pairs)
 
@@ -150,6 +159,19 @@ def _check_fits(fn: str, spatial, pairs, kernel, dilation, nd: int) -> None:
                 f"{fn}: kernel size {k} (dilation {d}, spans {span}) is larger than the padded input "
                 f"{name} {size + before + after} (input {size} + padding ({before}, {after}))"
             )
+
+
+def _check_output_size(fn: str, leading: tuple[int, ...], spatial, pairs, kernel, dilation,
+                       stride) -> None:
+    """Refuse outputs of more than LARGEST_OUTPUT elements before anything is allocated (a huge
+    padding would otherwise end in numpy's MemoryError from inside a kernel). Output size per
+    dim: (size + before + after - dilation (kernel - 1) - 1) // stride + 1."""
+    geometry = zip(spatial, pairs, kernel, dilation, stride)
+    shape = (*leading, *((size + before + after - d * (k - 1) - 1) // st + 1
+                         for size, (before, after), k, d, st in geometry))
+    if math.prod(shape) > LARGEST_OUTPUT:
+        raise ValueError(f"{fn}: the output would have shape {shape} ({math.prod(shape):,} elements, "
+                         f"more than {LARGEST_OUTPUT:,}): check the padding, stride and sizes")
 
 
 def _to_kernel_args(nd: int, stride, pairs, dilation):
@@ -330,6 +352,7 @@ def _conv_nd(fn: str, nd: int, x, weight, bias, stride, padding, dilation, group
     dilation = _ints(dilation, nd, "dilation", fn, 1)
     pairs = _padding_pairs(padding, nd, kernel, stride, dilation, fn)
     _check_fits(fn, x.shape[2:], pairs, kernel, dilation, nd)
+    _check_output_size(fn, (x.shape[0], out_channels), x.shape[2:], pairs, kernel, dilation, stride)
     s2, p2, d2 = _to_kernel_args(nd, stride, pairs, dilation)
     if nd == 1:
         x, weight = x.unsqueeze(2), weight.unsqueeze(2)
@@ -639,6 +662,8 @@ def unfold(x: Tensor, kernel_size: IntOrTuple, dilation: IntOrTuple = 1, padding
         raise ValueError(f"{fn}: input must be a non-empty 4-D (N, C, H, W) tensor, got shape {x.shape}")
     kernel, dilation, pairs, stride = _unfold_args(fn, kernel_size, dilation, padding, stride)
     _check_fits(fn, x.shape[2:], pairs, kernel, dilation, 2)
+    _check_output_size(fn, (x.shape[0], x.shape[1] * math.prod(kernel)), x.shape[2:], pairs, kernel,
+                       dilation, stride)
     s2, p2, d2 = _to_kernel_args(2, stride, pairs, dilation)
     return Unfold.apply(x, kernel_size=kernel, stride=s2, padding=p2, dilation=d2)
 

@@ -26,6 +26,10 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
 
 def _class_targets(name: str, scores: Tensor, target) -> np.ndarray:
     """Check integer class targets of shape (N, d1, ...) against scores (N, C, d1, ...)."""
+    if not isinstance(scores, Tensor):
+        raise TypeError(f"{name}: input must be a Tensor of scores, got {type(scores).__name__}")
+    if scores.dtype.kind != "f":
+        raise TypeError(f"{name}: input must be float32 or float64 scores, got {scores.dtype}")
     target = target.data if isinstance(target, Tensor) else np.asarray(target)
     if target.dtype.kind not in "iu":
         raise TypeError(f"{name}: targets must be integer class indices, got dtype {target.dtype}")
@@ -61,7 +65,8 @@ def cross_entropy(
     loss_n = -(1 - eps) log p[n, y_n] - eps * mean_c log p[n, c],  p = softmax(logits),
     with eps = ``label_smoothing`` (0 gives the plain loss), as PyTorch.
     """
-    if not 0.0 <= label_smoothing <= 1.0:
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) \
+            or not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     target = _class_targets("cross_entropy", logits, target)
     log_probs = logits.log_softmax(1)

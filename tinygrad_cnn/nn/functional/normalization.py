@@ -94,13 +94,15 @@ def batch_norm(
         raise ValueError(f"batch_norm: input must be (N, C, *), got shape {x.shape}")
     if x.dtype not in FLOAT_DTYPES:
         raise TypeError(f"batch_norm: input must be float32 or float64, got {x.dtype}")
+    if 0 in x.shape:
+        raise ValueError(f"batch_norm: input of shape {x.shape} is empty")
     c = x.shape[1]
     for name, t in (("running_mean", running_mean), ("running_var", running_var),
                     ("weight", weight), ("bias", bias)):
         _check_channel_vector(t, name, c, x)
     if (running_mean is None) != (running_var is None):
         raise ValueError("batch_norm: running_mean and running_var must both be given or both be None")
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < float("inf"):
         raise ValueError(f"batch_norm: eps must be a positive number, got {eps!r}")
     if training:
         if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) \
@@ -116,7 +118,26 @@ def batch_norm(
     shift = -running_mean * scale
     if bias is not None:
         shift = shift + bias
-    return x * scale.reshape(shape) + shift.reshape(shape)
+    # the output keeps x's dtype, as in training mode (parameters may be of another precision)
+    scale, shift = scale.reshape(shape), shift.reshape(shape)
+    if scale.dtype != x.dtype:
+        scale, shift = _cast(scale, x.dtype), _cast(shift, x.dtype)
+    return x * scale + shift
+
+
+class _Cast(Function):
+    """z = x converted to another float dtype; the gradient is converted back."""
+
+    def forward(self, x, dtype=None):
+        self.dtype = x.dtype
+        return x.astype(dtype)
+
+    def backward(self, g):
+        return g.astype(self.dtype)
+
+
+def _cast(t: Tensor, dtype) -> Tensor:
+    return _Cast.apply(t, dtype=dtype)
 
 
 def _batch_norm_train(x, running_mean, running_var, weight, bias, momentum, eps) -> Tensor:

@@ -33,6 +33,7 @@ from tinygrad_cnn.autograd import Function
 from tinygrad_cnn.device import array_module, device_of, xp_of
 from tinygrad_cnn.kernels import kernel_module
 from tinygrad_cnn.kernels.reference.pool import pool_output_size
+from tinygrad_cnn.nn.functional.conv import LARGEST_ARGUMENT
 from tinygrad_cnn.tensor import FLOAT_DTYPES, Tensor
 
 __all__ = [
@@ -44,13 +45,18 @@ __all__ = [
 
 # ------------------------------------------------------------------ validation
 def _ints(value, n: int, name: str, fn: str) -> tuple[int, ...]:
-    """An int or a sequence of ``n`` ints, as a tuple of ``n`` ints."""
-    items = (value,) * n if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(items) == 1:
-        items = items * n
+    """An int or a sequence of ``n`` ints (at most LARGEST_ARGUMENT), as a tuple of ``n`` ints."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        items = (value,) * n
+    elif isinstance(value, (tuple, list)):
+        items = tuple(value) * n if len(value) == 1 else tuple(value)
+    else:
+        raise ValueError(f"{fn}: {name} must be an int or {n} ints, got {value!r}")
     if len(items) != n or any(not isinstance(v, (int, np.integer)) or isinstance(v, bool)
                               for v in items):
         raise ValueError(f"{fn}: {name} must be an int or {n} ints, got {value!r}")
+    if any(v > LARGEST_ARGUMENT for v in items):
+        raise ValueError(f"{fn}: {name} {value!r} is too large (at most {LARGEST_ARGUMENT})")
     return tuple(int(v) for v in items)
 
 

@@ -1,0 +1,74 @@
+"""Regressions from a review: bad arguments give clear errors at the Python boundary, and a
+rejected call changes no state."""
+
+import numpy as np
+import pytest
+
+import tinygrad_cnn.nn.functional as F
+from tinygrad_cnn import Tensor, nn
+
+
+def ones(*shape):
+    return Tensor(np.ones(shape, np.float32))
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: F.conv2d(ones(1, 1, 3, 3), ones(1, 1, 2, 2), stride=2**70), "stride .* too large"),
+    (lambda: F.conv1d(ones(1, 1, 3), ones(1, 1, 2), dilation=2**64), "dilation .* too large"),
+    (lambda: F.conv_transpose2d(ones(1, 1, 3, 3), ones(1, 1, 2, 2), stride=2**70), "stride .* too large"),
+    (lambda: F.conv2d(ones(1, 1, 2, 2), ones(1, 1, 1, 1), padding=2**40), "padding .* too large"),
+    (lambda: F.conv2d(ones(1, 1, 2, 2), ones(1, 1, 1, 1), padding=10**6),
+     r"output would have shape \(1, 1, 2000002"),
+    (lambda: F.unfold(ones(1, 1, 4, 4), 2, padding=10**6), "output would have shape"),
+    (lambda: F.max_pool2d(ones(1, 1, 4, 4), 2, stride=2**70), "stride .* too large"),
+    (lambda: F.max_pool2d(ones(1, 1, 4, 4), 2, stride=np.uint64(2**63)), "stride .* too large"),
+    (lambda: F.max_pool2d(ones(1, 1, 4, 4), 2.0), "kernel_size must be an int or 2 ints, got 2.0"),
+    (lambda: F.avg_pool2d(ones(1, 1, 4, 4), None), "kernel_size must be an int or 2 ints, got None"),
+    (lambda: F.batch_norm(Tensor(np.zeros((2, 0), np.float32)), None, None, training=True),
+     r"input of shape \(2, 0\) is empty"),
+    (lambda: F.batch_norm(ones(2, 3), None, None, training=True, eps=float("inf")), "eps"),
+    (lambda: F.cross_entropy(Tensor(np.zeros((3, 4))), np.array([0, 1, 2]), label_smoothing="a"),
+     "label_smoothing"),
+])
+def test_bad_arguments_raise_value_errors_naming_them(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_cross_entropy_needs_float_tensor_scores():
+    with pytest.raises(TypeError, match="must be a Tensor of scores, got ndarray"):
+        F.cross_entropy(np.zeros((3, 4)), [0, 1, 2])
+    with pytest.raises(TypeError, match="float32 or float64 scores, got int64"):
+        F.cross_entropy(Tensor(np.zeros((3, 4), dtype=np.int64)), np.array([0, 1, 2]))
+
+
+def test_rejected_batch_leaves_batch_norm_counter_unchanged():
+    bn = nn.BatchNorm2d(3, momentum=None).train()
+    with pytest.raises(ValueError):
+        bn(ones(1, 3, 1, 1))  # one value per channel: no variance
+    assert bn.num_batches_tracked.item() == 0
+    x = Tensor(np.random.default_rng(0).standard_normal((4, 3, 2, 2)).astype(np.float32))
+    bn(x)
+    bn(x * 3)
+    assert bn.num_batches_tracked.item() == 2
+    # momentum=None: running_mean is the plain average of the two batch means
+    expected = (x.numpy().mean(axis=(0, 2, 3)) + (3 * x.numpy()).mean(axis=(0, 2, 3))) / 2
+    np.testing.assert_allclose(bn.running_mean.numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_leaf_gradients_do_not_share_memory():
+    a, b = Tensor([1.0, 2.0], requires_grad=True), Tensor([3.0, 4.0], requires_grad=True)
+    (a + b).backward(Tensor([1.0, 1.0]))
+    a.grad.data *= 0
+    np.testing.assert_array_equal(b.grad.numpy(), [1.0, 1.0])
+
+
+def test_batch_norm_output_dtype_follows_the_input_in_train_and_eval():
+    bn = nn.BatchNorm2d(3).double()
+    x = Tensor(np.random.default_rng(1).standard_normal((2, 3, 4, 4)).astype(np.float32),
+               requires_grad=True)
+    assert bn.train()(x).dtype == np.float32
+    y = bn.eval()(x)
+    assert y.dtype == np.float32
+    y.sum().backward()
+    assert x.grad.dtype == np.float32 and bn.weight.grad.dtype == np.float64
