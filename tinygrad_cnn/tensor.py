@@ -60,6 +60,10 @@ class Tensor:
     Floating point data becomes float32 unless it is a float64 array (kept, for
     gradient checks) or ``dtype`` says otherwise; integer and boolean arrays keep
     their dtype (class labels, masks) but cannot require gradients.
+
+    A C-contiguous numpy array of the final dtype is wrapped without a copy (like
+    ``torch.from_numpy``): an optimizer step on a Parameter made from it changes the array.
+    Pass ``data.copy()`` to keep the original.
     """
 
     __array_priority__ = 1000  # numpy defers ``ndarray + Tensor`` to Tensor.__radd__
