@@ -79,23 +79,7 @@ cdef inline void gemm_rows(char trans_a, char trans_b, int m, int n, int k, cons
         _dgemm(&trans_a, &trans_b, &m, &n, &k, &alpha, <double*>a, &lda, <double*>b, &ldb, &beta, c, &ldc)
 
 
-cdef inline Py_ssize_t first_valid(Py_ssize_t offset, Py_ssize_t step) noexcept nogil:
-    """Smallest o >= 0 with o*step + offset >= 0 (step > 0)."""
-    if offset >= 0:
-        return 0
-    return (-offset + step - 1) // step
-
-
-cdef inline Py_ssize_t end_valid(Py_ssize_t offset, Py_ssize_t step, Py_ssize_t size,
-                                 Py_ssize_t count) noexcept nogil:
-    """One past the largest o < count with o*step + offset < size, at least first_valid."""
-    cdef Py_ssize_t end
-    if offset >= size:
-        return first_valid(offset, step)
-    end = (size - 1 - offset) // step + 1
-    if end > count:
-        end = count
-    return end if end > first_valid(offset, step) else first_valid(offset, step)
+include "_windows.pxi"
 
 
 cdef void im2col_plane(const floating* src, Py_ssize_t height, Py_ssize_t width, floating* dst,

@@ -24,21 +24,7 @@ from libc.math cimport INFINITY
 from libc.stdint cimport int64_t
 
 
-cdef inline Py_ssize_t first_valid(Py_ssize_t offset, Py_ssize_t step) noexcept nogil:
-    """Smallest t >= 0 with t*step + offset >= 0 (step > 0)."""
-    if offset >= 0:
-        return 0
-    return (-offset + step - 1) // step
-
-
-cdef inline Py_ssize_t end_valid(Py_ssize_t offset, Py_ssize_t step, Py_ssize_t size,
-                                 Py_ssize_t count) noexcept nogil:
-    """One past the largest t < count with t*step + offset < size (0 if there is none)."""
-    cdef Py_ssize_t end
-    if offset >= size:
-        return 0
-    end = (size - 1 - offset) // step + 1
-    return end if end < count else count
+include "_windows.pxi"
 
 
 def max_pool2d_forward_into(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
