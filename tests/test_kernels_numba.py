@@ -3,13 +3,16 @@
 Every function of the kernel interface (docs/ARCHITECTURE.md) is compared with
 ``tinygrad_cnn.kernels.reference`` over drawn shapes (non-square images and kernels),
 strides, paddings, dilations, groups, ceil_mode and both dtypes; the convolution is run
-through each of its three strategies (direct, batched im2col+GEMM, im2col+BLAS) whatever
-the rule would pick. Then finite differences check the gradients of the public functions
-running on the compiled kernels. Shapes stay small: compile time dominates the run time.
+through each of its four strategies (direct, channels-last patches+GEMM, batched
+im2col+GEMM, im2col+BLAS) whatever the rule would pick, with the batch split among 1-3
+(sequentially run) thread shares and 1-3 samples per channels-last GEMM. Then finite
+differences check the gradients of the public functions running on the compiled kernels.
+Shapes stay small: compile time dominates the run time.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from unittest import mock
 
 import hypothesis.strategies as st
@@ -62,13 +65,27 @@ def conv_cases(draw):
     n = draw(st.integers(1, 3))
     return dict(x_shape=(n, groups * cg, h, w), w_shape=(groups * kg, cg, kh, kw), stride=(sh, sw),
                 padding=padding, dilation=(dh, dw), groups=groups,
-                dtype=draw(st.sampled_from(DTYPES)), how=draw(st.sampled_from(["direct", "batched", "blas"])),
+                dtype=draw(st.sampled_from(DTYPES)), how=draw(st.sampled_from(STRATEGIES)),
+                threads=draw(st.integers(1, 3)), stacked=draw(st.integers(1, 3)),
                 seed=draw(st.integers(0, 2**16)))
+
+
+STRATEGIES = ["direct", "channels_last", "batched", "blas"]
 
 
 def forced(how: str):
     """Run the numba conv wrappers with the given strategy, whatever the shape rule says."""
     return mock.patch.object(nb_conv, "strategy", lambda *args: how)
+
+
+@contextmanager
+def thread_shares(threads: int, stacked: int):
+    """Split the batch into ``threads`` shares as T threads would (the kernels' prange over
+    the shares then runs them one after another on this worker's single thread), and stack
+    ``stacked`` samples per channels-last GEMM, so partial last chunks are exercised."""
+    with mock.patch.object(nb_conv, "num_threads", lambda: threads), \
+            mock.patch.object(nb_conv, "_stacked_samples", lambda pixels: stacked):
+        yield
 
 
 @given(conv_cases())
@@ -78,7 +95,7 @@ def test_conv_kernels_equal_reference(case):
     args = (case["stride"], case["padding"], case["dilation"], case["groups"])
     expected = ref_conv.conv2d_forward(x, weight, *args)
     grad_y = data(seed + 2, expected.shape, dtype)
-    with forced(case["how"]):
+    with forced(case["how"]), thread_shares(case["threads"], case["stacked"]):
         y = nb_conv.conv2d_forward(x, weight, *args)
         grad_x = nb_conv.conv2d_backward_input(grad_y, weight, x.shape, *args)
         grad_w = nb_conv.conv2d_backward_weight(grad_y, x, weight.shape, *args)
@@ -101,12 +118,17 @@ def test_im2col_col2im_equal_reference(case):
 
 
 def test_conv_strategy_rule():
-    """Depthwise layers go direct; the rest use GEMMs (batched if N >= threads, else BLAS)."""
+    """Depthwise layers go direct; a single image uses BLAS; the rest use per-thread GEMMs,
+    channels-last patches for small output planes and im2col rows for large ones."""
     threads = nb_conv.num_threads()
-    assert nb_conv.strategy((8, 32, 8, 8), (32, 1, 3, 3), 32) == "direct"  # depthwise
-    assert nb_conv.strategy((64, 1, 28, 28), (6, 1, 5, 5), 1) == "batched"  # LeNet conv1 (T <= 64)
-    assert nb_conv.strategy((threads, 16, 32, 32), (16, 16, 3, 3), 1) == "batched"
-    assert nb_conv.strategy((1, 16, 32, 32), (16, 16, 3, 3), 1) == ("batched" if threads == 1 else "blas")
+    assert nb_conv.strategy((8, 32, 8, 8), (32, 1, 3, 3), 32, 64) == "direct"  # depthwise
+    assert nb_conv.strategy((64, 1, 28, 28), (6, 1, 5, 5), 1, 28 * 28) == "batched"  # LeNet conv1
+    assert nb_conv.strategy((64, 6, 14, 14), (16, 6, 5, 5), 1, 10 * 10) == "channels_last"  # LeNet conv2
+    assert nb_conv.strategy((threads, 16, 32, 32), (16, 16, 3, 3), 1, 32 * 32) == "batched"
+    assert nb_conv.strategy((threads, 64, 8, 8), (64, 64, 3, 3), 1, 8 * 8) == "channels_last"
+    assert nb_conv.strategy((threads, 32, 16, 16), (32, 32, 3, 3), 1, 16 * 16) == "channels_last"
+    single = nb_conv.strategy((1, 16, 32, 32), (16, 16, 3, 3), 1, 32 * 32)
+    assert single == ("batched" if threads == 1 else "blas")
 
 
 # ----------------------------------------------------------------------------- pool
@@ -215,7 +237,7 @@ def leaf(seed: int, shape) -> Tensor:
     return Tensor(data(seed, shape, np.float64), requires_grad=True)
 
 
-@pytest.mark.parametrize("how", ["direct", "batched", "blas"])
+@pytest.mark.parametrize("how", STRATEGIES)
 def test_conv2d_gradcheck_on_numba(how):
     x, w, b = leaf(0, (2, 4, 5, 6)), leaf(1, (6, 2, 3, 2)), leaf(2, (6,))
     with use_backend("numba"), forced(how):
