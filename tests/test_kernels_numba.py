@@ -3,11 +3,12 @@
 Every function of the kernel interface (docs/ARCHITECTURE.md) is compared with
 ``tinygrad_cnn.kernels.reference`` over drawn shapes (non-square images and kernels),
 strides, paddings, dilations, groups, ceil_mode and both dtypes; the convolution is run
-through each of its four strategies (direct, channels-last patches+GEMM, batched
-im2col+GEMM, im2col+BLAS) whatever the rule would pick, with the batch split among 1-3
-(sequentially run) thread shares and 1-3 samples per channels-last GEMM. Then finite
-differences check the gradients of the public functions running on the compiled kernels.
-Shapes stay small: compile time dominates the run time.
+through each of its five strategies (direct, Winograd F(2x2, 3x3), channels-last
+patches+GEMM, batched im2col+GEMM, im2col+BLAS) whatever the rule would pick (Winograd on
+the layers it covers, drawn separately, and its channels-last fallback elsewhere), with
+the batch split among 1-3 (sequentially run) thread shares and 1-3 samples stacked per
+GEMM. Then finite differences check the gradients of the public functions running on the
+compiled kernels. Shapes stay small: compile time dominates the run time.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def conv_cases(draw):
                 seed=draw(st.integers(0, 2**16)))
 
 
-STRATEGIES = ["direct", "channels_last", "batched", "blas"]
+STRATEGIES = ["direct", "winograd", "channels_last", "batched", "blas"]
 
 
 def forced(how: str):
@@ -84,7 +85,8 @@ def thread_shares(threads: int, stacked: int):
     the shares then runs them one after another on this worker's single thread), and stack
     ``stacked`` samples per channels-last GEMM, so partial last chunks are exercised."""
     with mock.patch.object(nb_conv, "num_threads", lambda: threads), \
-            mock.patch.object(nb_conv, "_stacked_samples", lambda pixels: stacked):
+            mock.patch.object(nb_conv, "_stacked_samples", lambda pixels: stacked), \
+            mock.patch.object(nb_conv.winograd, "stacked_samples", lambda tiles: stacked):
         yield
 
 
@@ -118,17 +120,47 @@ def test_im2col_col2im_equal_reference(case):
 
 
 def test_conv_strategy_rule():
-    """Depthwise layers go direct; a single image uses BLAS; the rest use per-thread GEMMs,
-    channels-last patches for small output planes and im2col rows for large ones."""
+    """Depthwise layers go direct; a single image uses BLAS; the rest use per-thread GEMMs:
+    Winograd for 3x3 stride-1 layers, channels-last patches for small output planes and
+    im2col rows for large ones."""
     threads = nb_conv.num_threads()
-    assert nb_conv.strategy((8, 32, 8, 8), (32, 1, 3, 3), 32, 64) == "direct"  # depthwise
-    assert nb_conv.strategy((64, 1, 28, 28), (6, 1, 5, 5), 1, 28 * 28) == "batched"  # LeNet conv1
-    assert nb_conv.strategy((64, 6, 14, 14), (16, 6, 5, 5), 1, 10 * 10) == "channels_last"  # LeNet conv2
-    assert nb_conv.strategy((threads, 16, 32, 32), (16, 16, 3, 3), 1, 32 * 32) == "batched"
-    assert nb_conv.strategy((threads, 64, 8, 8), (64, 64, 3, 3), 1, 8 * 8) == "channels_last"
-    assert nb_conv.strategy((threads, 32, 16, 16), (32, 32, 3, 3), 1, 16 * 16) == "channels_last"
-    single = nb_conv.strategy((1, 16, 32, 32), (16, 16, 3, 3), 1, 32 * 32)
-    assert single == ("batched" if threads == 1 else "blas")
+    one, same, none = (1, 1), (1, 1, 1, 1), (0, 0, 0, 0)
+
+    def rule(x_shape, w_shape, stride=one, padding=same, dilation=one, groups=1):
+        return nb_conv.strategy(x_shape, w_shape, stride, padding, dilation, groups)
+
+    assert rule((8, 32, 8, 8), (32, 1, 3, 3), groups=32) == "direct"  # depthwise
+    assert rule((64, 1, 28, 28), (6, 1, 5, 5), padding=(2, 2, 2, 2)) == "batched"  # LeNet conv1
+    assert rule((64, 6, 14, 14), (16, 6, 5, 5), padding=none) == "channels_last"  # LeNet conv2
+    assert rule((threads, 32, 16, 16), (32, 32, 3, 3)) == "winograd"  # ResNet 3x3 layers
+    assert rule((threads, 64, 8, 8), (64, 64, 3, 3)) == "winograd"
+    assert rule((threads, 16, 32, 32), (16, 16, 3, 3)) == "batched"  # too few channels
+    assert rule((threads, 16, 16, 16), (32, 16, 3, 3)) == "channels_last"
+    assert rule((threads, 16, 32, 32), (32, 16, 3, 3), stride=(2, 2)) == "channels_last"  # 16x16 out
+    assert rule((threads, 16, 32, 32), (32, 16, 3, 3), dilation=(2, 2)) == "batched"  # 28x28 out
+    assert rule((threads, 16, 32, 32), (32, 16, 3, 3), padding=(3, 3, 3, 3)) == "batched"
+    assert rule((threads, 64, 8, 8), (64, 32, 3, 3), groups=2) == "channels_last"
+    single = rule((1, 32, 32, 32), (32, 32, 3, 3))
+    assert single == ("winograd" if threads == 1 else "blas")
+
+
+@st.composite
+def winograd_cases(draw):
+    """The layers Winograd covers: 3x3, stride 1, no dilation, one group, padding 0-2 per side."""
+    padding = tuple(draw(st.integers(0, 2)) for _ in range(4))
+    top, bottom, left, right = padding
+    h = draw(st.integers(max(1, 3 - top - bottom), 9))
+    w = draw(st.integers(max(1, 3 - left - right), 9))
+    c, k, n = draw(st.integers(1, 5)), draw(st.integers(1, 5)), draw(st.integers(1, 4))
+    return dict(x_shape=(n, c, h, w), w_shape=(k, c, 3, 3), stride=(1, 1), padding=padding,
+                dilation=(1, 1), groups=1, dtype=draw(st.sampled_from(DTYPES)), how="winograd",
+                threads=draw(st.integers(1, 3)), stacked=draw(st.integers(1, 3)),
+                seed=draw(st.integers(0, 2**16)))
+
+
+@given(winograd_cases())
+def test_winograd_kernels_equal_reference(case):
+    test_conv_kernels_equal_reference.hypothesis.inner_test(case)
 
 
 # ----------------------------------------------------------------------------- pool
@@ -245,6 +277,13 @@ def test_conv2d_gradcheck_on_numba(how):
             return F.conv2d(x, w, b, stride=(2, 1), padding=1, dilation=(1, 2), groups=2)
 
         assert gradcheck(conv, [x, w, b], n_directions=6)
+
+
+@pytest.mark.parametrize("padding", [1, (0, 2), "same"])
+def test_winograd_conv2d_gradcheck_on_numba(padding):
+    x, w, b = leaf(7, (3, 3, 5, 6)), leaf(8, (4, 3, 3, 3)), leaf(9, (4,))
+    with use_backend("numba"), forced("winograd"):
+        assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, padding=padding), [x, w, b], n_directions=6)
 
 
 def test_pool_batch_norm_add_relu_gradcheck_on_numba():

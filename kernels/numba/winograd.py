@@ -1,0 +1,381 @@
+"""Winograd's minimal filtering F(2x2, 3x3): a 3x3 stride-1 convolution in 2.25x fewer multiplications.
+
+The course's fast-convolution idea (Lavin & Gray, "Fast Algorithms for Convolutional Neural
+Networks", 2016). Cut the (zero-padded) input into 4x4 tiles that overlap by 2, one tile per
+2x2 block of outputs. For one tile d (4x4) and one filter g (3x3) the 2x2 outputs are
+
+    Y = A^T [ (G g G^T) * (B^T d B) ] A          (* elementwise, on 4x4 matrices)
+
+    B^T = [[1, 0, -1, 0],   G = [[1,    0,   0],   A^T = [[1, 1,  1,  0],
+           [0, 1,  1, 0],        [1/2, 1/2, 1/2],         [0, 1, -1, -1]]
+           [0, -1, 1, 0],        [1/2, -1/2, 1/2],
+           [0, 1,  0, -1]]       [0,    0,   1]]
+
+16 multiplications instead of 2*2*9 = 36. Summed over input channels, the 16 elementwise
+products become 16 independent matrix products, one per position xi of the 4x4 tile:
+
+    M[xi] (tiles, K) = V[xi] (tiles, C) @ U[xi] (C, K),   V = B^T d B per tile and channel,
+                                                           U = G g G^T per channel pair,
+
+so the GEMM work of a 3x3 convolution drops from 9 to 4 multiply-adds per output and input
+channel. The transforms are additions only. Float32 results differ from the direct sum by a
+few units in the last place of the largest terms (the transforms add and subtract
+neighbouring inputs before multiplying).
+
+The gradients reuse the same pieces, because everything above is linear:
+
+* grad_input of a stride-1 3x3 convolution is the stride-1 3x3 correlation of grad_y, padded by
+  2 - padding on each side, with each filter flipped and the channel axes swapped: the same
+  forward kernel with other weights;
+* grad_weight: dM = A dY A^T per tile (the adjoint of the output transform), dU[xi] =
+  V[xi]^T @ dM[xi] summed over tiles and samples, and dg = G^T dU G (the adjoint of the
+  weight transform).
+
+Layout: samples are converted to channels-last pixel rows (as in the ``"channels_last"``
+strategy of ``conv.py``), so every transform step is a loop over a contiguous run of channels
+that LLVM vectorises; each thread stacks the tiles of several samples (about
+``STACKED_TILES`` rows) into its 16 GEMMs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+from numba import uint64 as _u
+from tinygrad_cnn.kernels.numba._layout import transpose_into
+
+# The transform matrices of F(2x2, 3x3) (exact in binary floating point).
+B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
+G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64)
+A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
+
+STACKED_TILES = 256
+
+
+def applies(kernel_size, stride, padding, dilation, groups: int) -> bool:
+    """F(2x2, 3x3) here covers 3x3 kernels, stride 1, no dilation, one group, and padding of at
+    most 2 per side (so that grad_input's padding 2 - p is not negative)."""
+    return (tuple(kernel_size) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
+            and groups == 1 and all(0 <= int(p) <= 2 for p in padding))
+
+
+def stacked_samples(tiles_per_sample: int) -> int:
+    """Samples whose tiles go into one set of 16 GEMMs: about ``STACKED_TILES`` rows."""
+    return max(1, STACKED_TILES // max(1, tiles_per_sample))
+
+
+def transformed_weight(weight: np.ndarray, flipped: bool = False) -> np.ndarray:
+    """U (16, C, K): U[4i + j, c, k] = (G weight[k, c] G^T)[i, j], in the weight's dtype.
+
+    ``flipped``: the filters of grad_input's convolution instead, weight[c, k] rotated by
+    180 degrees, with C and K swapped: U (16, K, C)."""
+    K, C = weight.shape[0], weight.shape[1]
+    U = np.empty((16, K, C) if flipped else (16, C, K), dtype=weight.dtype)
+    _weight_transform(weight, U, flipped)
+    return U
+
+
+def transformed_weight_adjoint(dU: np.ndarray, weight_shape) -> np.ndarray:
+    """grad_weight (K, C, 3, 3) = G^T dU[:, c, k] G per (c, k): the adjoint of
+    :func:`transformed_weight`."""
+    gw = np.empty(tuple(int(s) for s in weight_shape), dtype=dU.dtype)
+    _weight_transform_adjoint(dU, gw)
+    return gw
+
+
+@njit(cache=True, inline="always")
+def _g_times(v0, v1, v2):
+    """G applied to 3 values: (v0, (v0 + v1 + v2)/2, (v0 - v1 + v2)/2, v2)."""
+    return v0, 0.5 * (v0 + v1 + v2), 0.5 * (v0 - v1 + v2), v2
+
+
+@njit(cache=True, inline="always")
+def _store_row(block, i0, j, v0, v1, v2):
+    """block[i0 .. i0 + 3, j] = G applied to (v0, v1, v2)."""
+    u0, u1, u2, u3 = _g_times(v0, v1, v2)
+    block[i0, j] = u0
+    block[i0 + 1, j] = u1
+    block[i0 + 2, j] = u2
+    block[i0 + 3, j] = u3
+
+
+@njit(cache=True)
+def _weight_transform(w, U, flipped):
+    """U[4i + j, c, k] = (G g G^T)[i, j] with g = w[k, c] (or, flipped, U[4i + j, k, c] with
+    g = w[k, c] rotated 180 degrees).
+
+    The 16 values of a filter land 16 planes apart in U; written one filter at a time, those
+    16 streams, a multiple of 4 KiB apart, fight over the same L1 sets (0.43 ms for 64x64
+    filters). So 16 neighbouring filters are collected in ``block`` and each plane gets a
+    contiguous run of 16 (0.12 ms)."""
+    K, C = w.shape[0], w.shape[1]
+    outer_n, inner_n = (K, C) if flipped else (C, K)
+    dst = U.reshape(16, outer_n * inner_n)
+    g = np.empty(9, dtype=w.dtype)
+    block = np.empty((16, 16), dtype=w.dtype)
+    for outer in range(outer_n):
+        for inner0 in range(0, inner_n, 16):
+            inner1 = min(inner0 + 16, inner_n)
+            for inner in range(inner0, inner1):
+                k, c = (outer, inner) if flipped else (inner, outer)
+                for e in range(9):
+                    g[e] = w[k, c, (8 - e) // 3, (8 - e) % 3] if flipped else w[k, c, e // 3, e % 3]
+                # G g: 4 rows, each a combination of g's 3 rows (column by column)
+                r00, r10, r20, r30 = _g_times(g[0], g[3], g[6])
+                r01, r11, r21, r31 = _g_times(g[1], g[4], g[7])
+                r02, r12, r22, r32 = _g_times(g[2], g[5], g[8])
+                # (G g) G^T: row i's 3 values become U[4i .. 4i + 3]
+                j = inner - inner0
+                _store_row(block, 0, j, r00, r01, r02)
+                _store_row(block, 4, j, r10, r11, r12)
+                _store_row(block, 8, j, r20, r21, r22)
+                _store_row(block, 12, j, r30, r31, r32)
+            for xi in range(16):
+                row = dst[xi]
+                for j in range(inner1 - inner0):
+                    row[outer * inner_n + inner0 + j] = block[xi, j]
+
+
+@njit(cache=True)
+def _weight_transform_adjoint(dU, gw):
+    """gw[k, c] = G^T d G with d[i, j] = dU[4i + j, c, k]: each G^T combination spreads a
+    value back to the rows (columns) it was made from. Reads 16 filters' values per plane
+    at a time, for the reason given in :func:`_weight_transform`."""
+    K, C = gw.shape[0], gw.shape[1]
+    src = dU.reshape(16, C * K)
+    block = np.empty((16, 16), dtype=gw.dtype)
+    h = np.empty((4, 3), dtype=gw.dtype)
+    for c in range(C):
+        for k0 in range(0, K, 16):
+            k1 = min(k0 + 16, K)
+            for xi in range(16):
+                row = src[xi]
+                for j in range(k1 - k0):
+                    block[xi, j] = row[c * K + k0 + j]
+            for k in range(k0, k1):
+                j = k - k0
+                for i in range(4):  # d G: columns 4 -> 3
+                    d0, d1 = block[4 * i, j], block[4 * i + 1, j]
+                    d2, d3 = block[4 * i + 2, j], block[4 * i + 3, j]
+                    h[i, 0] = d0 + 0.5 * (d1 + d2)
+                    h[i, 1] = 0.5 * (d1 - d2)
+                    h[i, 2] = 0.5 * (d1 + d2) + d3
+                for b in range(3):  # G^T (d G): rows 4 -> 3
+                    gw[k, c, 0, b] = h[0, b] + 0.5 * (h[1, b] + h[2, b])
+                    gw[k, c, 1, b] = 0.5 * (h[1, b] - h[2, b])
+                    gw[k, c, 2, b] = 0.5 * (h[1, b] + h[2, b]) + h[3, b]
+
+
+# ------------------------------------------------------------------ 1-D transform steps
+# Each step maps 4 (or 2) vectors of n values, src[s0 + i*ss : ... + n], to 4 (or 2) vectors
+# dst[d0 + i*ds : ... + n]. One loop per output vector keeps each loop to a store and two or
+# three loads, so LLVM vectorises it (one loop for all outputs needs too many runtime alias
+# checks, and then stays scalar: 15x slower, measured).
+@njit(cache=True)
+def _input_step(src, s0, ss, dst, d0, ds, n):
+    """B^T applied to 4 vectors: (d0 - d2, d1 + d2, d2 - d1, d1 - d3)."""
+    for c in range(n):
+        dst[_u(d0 + c)] = src[_u(s0 + c)] - src[_u(s0 + 2 * ss + c)]
+    for c in range(n):
+        dst[_u(d0 + ds + c)] = src[_u(s0 + ss + c)] + src[_u(s0 + 2 * ss + c)]
+    for c in range(n):
+        dst[_u(d0 + 2 * ds + c)] = src[_u(s0 + 2 * ss + c)] - src[_u(s0 + ss + c)]
+    for c in range(n):
+        dst[_u(d0 + 3 * ds + c)] = src[_u(s0 + ss + c)] - src[_u(s0 + 3 * ss + c)]
+
+
+@njit(cache=True)
+def _output_step(src, s0, ss, dst, d0, ds, n, two):
+    """A^T applied to 4 vectors: (m0 + m1 + m2, m1 - m2 - m3); the second only if ``two``
+    (a tile that sticks out of an odd-sized output)."""
+    for c in range(n):
+        dst[_u(d0 + c)] = src[_u(s0 + c)] + src[_u(s0 + ss + c)] + src[_u(s0 + 2 * ss + c)]
+    if two:
+        for c in range(n):
+            dst[_u(d0 + ds + c)] = (src[_u(s0 + ss + c)] - src[_u(s0 + 2 * ss + c)]
+                                    - src[_u(s0 + 3 * ss + c)])
+
+
+@njit(cache=True)
+def _output_step_adjoint(src, s0, ss, dst, d0, ds, n, two):
+    """A applied to 2 vectors (the adjoint of :func:`_output_step`): (y0, y0 + y1, y0 - y1, -y1),
+    with y1 = 0 unless ``two``."""
+    if two:
+        for c in range(n):
+            dst[_u(d0 + c)] = src[_u(s0 + c)]
+        for c in range(n):
+            dst[_u(d0 + ds + c)] = src[_u(s0 + c)] + src[_u(s0 + ss + c)]
+        for c in range(n):
+            dst[_u(d0 + 2 * ds + c)] = src[_u(s0 + c)] - src[_u(s0 + ss + c)]
+        for c in range(n):
+            dst[_u(d0 + 3 * ds + c)] = -src[_u(s0 + ss + c)]
+    else:
+        for c in range(n):
+            dst[_u(d0 + c)] = src[_u(s0 + c)]
+        for c in range(n):
+            dst[_u(d0 + ds + c)] = src[_u(s0 + c)]
+        for c in range(n):
+            dst[_u(d0 + 2 * ds + c)] = src[_u(s0 + c)]
+        for c in range(n):
+            dst[_u(d0 + 3 * ds + c)] = 0
+
+
+# ------------------------------------------------------------------ per-sample steps
+@njit(cache=True)
+def _padded_channels_last(planes, H, W, xp, top, left):
+    """xp (Hp, Wp, C) = the sample planes (C, H*W) moved to channels-last pixel rows at
+    offset (top, left) of a zero frame: tile reads then need no bounds tests."""
+    Hp, Wp, C = xp.shape
+    flat = xp.reshape(Hp * Wp * C)
+    src = planes.reshape(C * H * W)
+    for j in range(Hp * Wp * C):
+        flat[_u(j)] = 0
+    for c0 in range(0, C, 8):  # 8 planes at a time: their lines stay in L1
+        c1 = min(c0 + 8, C)
+        for h in range(H):
+            d = ((h + top) * Wp + left) * C
+            for w in range(W):
+                for c in range(c0, c1):
+                    flat[_u(d + w * C + c)] = src[_u((c * H + h) * W + w)]
+
+
+@njit(cache=True)
+def _input_transform(xp, V, t0, TH, TW, work):
+    """V[xi, t0 + th*TW + tw, :] = (B^T d B)[xi] for the 4x4 tile d at (2th, 2tw) of xp,
+    vectorised over the channels; ``work`` holds the tile after the first step."""
+    Hp, Wp, C = xp.shape
+    P = V.shape[1]
+    src = xp.reshape(Hp * Wp * C)
+    dst = V.reshape(16 * P * C)
+    half = work[:16 * C]
+    s = P * C
+    for th in range(TH):
+        for tw in range(TW):
+            t = t0 + th * TW + tw
+            b = (2 * th * Wp + 2 * tw) * C
+            for j in range(4):  # B^T d: down each of the tile's columns
+                _input_step(src, b + j * C, Wp * C, half, j * C, 4 * C, C)
+            for i in range(4):  # (B^T d) B: along each row
+                _input_step(half, 4 * i * C, C, dst, 4 * i * s + t * C, s, C)
+
+
+@njit(cache=True)
+def _output_transform(M, t0, TH, TW, yt, OH, OW, work):
+    """yt[(2th + a)*OW + 2tw + b, :] = (A^T m A)[a, b] for each tile's 16 products m (rows
+    and columns past an odd-sized output are dropped)."""
+    P, K = M.shape[1], M.shape[2]
+    src = M.reshape(16 * P * K)
+    dst = yt.reshape(OH * OW * K)
+    half = work[:8 * K]
+    s = P * K
+    for th in range(TH):
+        for tw in range(TW):
+            t = t0 + th * TW + tw
+            oh, ow = 2 * th, 2 * tw
+            for j in range(4):  # A^T m: down each column, 4 rows -> 2
+                _output_step(src, j * s + t * K, 4 * s, half, j * K, 4 * K, K, True)
+            two_cols = ow + 1 < OW
+            _output_step(half, 0, K, dst, (oh * OW + ow) * K, K, K, two_cols)
+            if oh + 1 < OH:
+                _output_step(half, 4 * K, K, dst, ((oh + 1) * OW + ow) * K, K, K, two_cols)
+
+
+@njit(cache=True)
+def _output_transform_adjoint(gyt, OH, OW, dM, t0, TH, TW, work):
+    """dM[xi, t0 + th*TW + tw, :] = (A dY A^T)[xi] for the tile's 2x2 output gradients dY
+    (zero past an odd-sized output): the adjoint of :func:`_output_transform`."""
+    P, K = dM.shape[1], dM.shape[2]
+    src = gyt.reshape(OH * OW * K)
+    dst = dM.reshape(16 * P * K)
+    half = work[:8 * K]
+    s = P * K
+    for th in range(TH):
+        for tw in range(TW):
+            t = t0 + th * TW + tw
+            oh, ow = 2 * th, 2 * tw
+            two_rows = oh + 1 < OH
+            two_cols = ow + 1 < OW
+            for b in range(2):  # A dY: down each of the 2 columns, 2 rows -> 4
+                if b == 0 or two_cols:
+                    _output_step_adjoint(src, (oh * OW + ow + b) * K, OW * K, half, b * K, 2 * K, K,
+                                         two_rows)
+            for i in range(4):  # (A dY) A^T: along each row, 2 columns -> 4
+                _output_step_adjoint(half, 2 * i * K, K, dst, 4 * i * s + t * K, s, K, two_cols)
+
+
+# ------------------------------------------------------------------ the kernels
+@njit(cache=True, nogil=True)
+def _forward_share(x, U, y, top, left, first, last, S):
+    """Samples [first, last) of :func:`forward`, S at a time, on the calling thread."""
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    K, OH, OW = y.shape[1], y.shape[2], y.shape[3]
+    TH, TW = (OH + 1) // 2, (OW + 1) // 2
+    P = TH * TW
+    xp = np.empty((2 * TH + 2, 2 * TW + 2, C), dtype=x.dtype)
+    V = np.empty((16, S * P, C), dtype=x.dtype)
+    M = np.empty((16, S * P, K), dtype=x.dtype)
+    yt = np.empty((OH * OW, K), dtype=x.dtype)
+    work = np.empty(16 * max(C, K), dtype=x.dtype)
+    for n0 in range(first, last, S):
+        m = min(S, last - n0)
+        for j in range(m):
+            _padded_channels_last(x[n0 + j], H, W, xp, top, left)
+            _input_transform(xp, V, j * P, TH, TW, work)
+        for xi in range(16):
+            np.dot(V[xi, :m * P], U[xi], M[xi, :m * P])
+        for j in range(m):
+            _output_transform(M, j * P, TH, TW, yt, OH, OW, work)
+            transpose_into(yt, y[n0 + j].reshape((K, OH * OW)))
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def forward(x, U, y, top, left, T, S):
+    """y (N, K, OH, OW) = the stride-1 3x3 correlation of x (N, C, H, W) zero-padded by
+    (top, left, and whatever the output size implies at the bottom and right) with the
+    filters whose transform is U (16, C, K). Thread t takes samples [t*N//T, (t+1)*N//T),
+    S at a time (the work is in a serial function: Numba's parallel pipeline compiles a
+    loop body this size 5x slower)."""
+    N = x.shape[0]
+    for t in prange(T):
+        _forward_share(x, U, y, top, left, t * N // T, (t + 1) * N // T, S)
+
+
+@njit(cache=True, nogil=True)
+def _backward_weight_share(gy, x, acc, top, left, first, last, S):
+    """acc (16, C, K) = the sum of V[xi]^T @ dM[xi] over samples [first, last), S at a time."""
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    K, OH, OW = gy.shape[1], gy.shape[2], gy.shape[3]
+    TH, TW = (OH + 1) // 2, (OW + 1) // 2
+    P = TH * TW
+    xp = np.empty((2 * TH + 2, 2 * TW + 2, C), dtype=x.dtype)
+    V = np.empty((16, S * P, C), dtype=x.dtype)
+    dM = np.empty((16, S * P, K), dtype=x.dtype)
+    gyt = np.empty((OH * OW, K), dtype=x.dtype)
+    work = np.empty(16 * max(C, K), dtype=x.dtype)
+    tmp = np.empty((C, K), dtype=x.dtype)
+    flat = acc.reshape(16 * C * K)
+    for j in range(16 * C * K):
+        flat[_u(j)] = 0
+    for n0 in range(first, last, S):
+        m = min(S, last - n0)
+        for j in range(m):
+            _padded_channels_last(x[n0 + j], H, W, xp, top, left)
+            _input_transform(xp, V, j * P, TH, TW, work)
+            transpose_into(gy[n0 + j].reshape((K, OH * OW)), gyt)
+            _output_transform_adjoint(gyt, OH, OW, dM, j * P, TH, TW, work)
+        for xi in range(16):
+            np.dot(V[xi, :m * P].T, dM[xi, :m * P], tmp)
+            dst = acc[xi]
+            for c in range(C):
+                for k in range(K):
+                    dst[c, k] += tmp[c, k]
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def backward_weight(gy, x, partial, top, left, T, S):
+    """partial[t] (16, C, K) = sum over thread t's samples and tiles of V[xi]^T @ dM[xi]: the
+    gradient of U. Summed over t and mapped back by :func:`transformed_weight_adjoint` it is
+    grad_weight."""
+    N = x.shape[0]
+    for t in prange(T):
+        _backward_weight_share(gy, x, partial[t], top, left, t * N // T, (t + 1) * N // T, S)
