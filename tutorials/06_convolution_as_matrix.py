@@ -176,6 +176,47 @@ np.testing.assert_allclose(edges_sparse, edges, atol=1e-5, err_msg="sparse M @ x
 np.testing.assert_allclose(edges, grey[:, 1:] - grey[:, :-1], atol=1e-6)
 
 # %% [markdown]
+# ## Fewer multiplications: Winograd's minimal filtering
+#
+# The matrix view says *what* a convolution computes, not how cheaply. A 3x3 kernel on a
+# 4x4 tile gives 2x2 outputs for $2 \cdot 2 \cdot 9 = 36$ multiplications. Winograd's
+# $F(2\times2, 3\times3)$ (Lavin and Gray, 2016) gets the same 2x2 outputs from 16:
+#
+# $$ Y = A^T \left[ (G\, g\, G^T) \odot (B^T d\, B) \right] A , $$
+#
+# where $B^T d B$ and $A^T (\cdot) A$ need only additions and $G g G^T$ depends on the kernel
+# alone (computed once per layer, not per tile). Summed over input channels the 16
+# elementwise products become 16 matrix products, so a 3x3 layer does 4 instead of 9
+# multiply-adds per output and channel pair. The library's Numba backend uses exactly these
+# matrices (`tinygrad_cnn.kernels.numba.winograd`) for 3x3 stride-1 layers with at least 32
+# channels; its docstring derives the gradients too.
+
+# %%
+from tinygrad_cnn.kernels import use_backend
+from tinygrad_cnn.kernels.numba.winograd import A_T, B_T, G
+
+tile = rng.standard_normal((4, 4))
+g = rng.standard_normal((3, 3))
+Y = A_T @ ((G @ g @ G.T) * (B_T @ tile @ B_T.T)) @ A_T.T
+Y_direct = F.conv2d(Tensor(tile[None, None]), Tensor(g[None, None])).numpy()[0, 0]
+print("Winograd 2x2 outputs:\n", Y.round(4), "\ndirect:\n", Y_direct.round(4))
+np.testing.assert_allclose(Y, Y_direct, atol=1e-12)
+multiplications_direct, multiplications_winograd = Y.size * g.size, (G @ g @ G.T).size
+print(f"multiplications per tile: direct {multiplications_direct}, Winograd {multiplications_winograd}")
+assert (multiplications_direct, multiplications_winograd) == (36, 16)
+
+# A whole layer: 32 channels, 3x3, padding 1. Numba runs it with Winograd; the reference
+# backend with the textbook sum over kernel taps. Float32 results agree to rounding.
+images = Tensor(rng.standard_normal((2, 32, 8, 8)).astype(np.float32))
+filters = Tensor((rng.standard_normal((32, 32, 3, 3)) * 0.1).astype(np.float32))
+with use_backend("numba"):
+    fast = F.conv2d(images, filters, padding=1).numpy()
+with use_backend("reference"):
+    textbook = F.conv2d(images, filters, padding=1).numpy()
+print(f"largest difference over {fast.size:,} outputs: {np.abs(fast - textbook).max():.2e}")
+np.testing.assert_allclose(fast, textbook, rtol=1e-4, atol=1e-4)
+
+# %% [markdown]
 # ## Pictures
 #
 # `06_toeplitz.png`: the matrices $M$ (4x16 and 9x25, the 3x5 grid of blocks outlined) and

@@ -6,7 +6,7 @@ x (N, C, H, W), weight (K, C/groups, KH, KW), y (N, K, OH, OW), cross-correlatio
     y[n, k, oh, ow] = sum_{c in group(k), kh, kw} weight[k, c, kh, kw]
                       * x[n, c, oh*sh + kh*dh - top, ow*sw + kw*dw - left]   (0 outside x)
 
-Four strategies; :func:`strategy` picks one (the rule is measured, see benchmarks/RESULTS.md):
+Five strategies; :func:`strategy` picks one (the rule is measured, see benchmarks/RESULTS.md):
 
 * ``"direct"``: loops over output planes; each (c, kh, kw) tap adds ``w * shifted input row``
   to a plane that stays in L1. Used when each group has a single output channel (depthwise
@@ -14,6 +14,10 @@ Four strategies; :func:`strategy` picks one (the rule is measured, see benchmark
   depthwise 3x3): direct 1.85 ms vs im2col+GEMM 1.98 ms. Everything else is faster as GEMMs,
   even LeNet's 1-channel 5x5 first layer (1.31 ms vs 4.97 ms direct) and ResNet's 16-channel
   3x3 layers (11 ms vs 45 ms direct).
+* ``"winograd"`` (N >= Numba threads; 3x3, stride 1, no dilation, one group, padding <= 2,
+  at least 32 input and output channels): Winograd's F(2x2, 3x3) in ``winograd.py``, which
+  does the GEMM work of a 3x3 convolution in 4 instead of 9 multiply-adds per output and
+  channel pair; its docstring derives the algorithm and both gradients.
 * ``"channels_last"`` (N >= Numba threads, output planes of at most 256 pixels): ``prange``
   over the threads; each thread takes a contiguous share of the batch and, per sample,
   transposes x[n] to channels-last pixel rows (H*W, C) and builds the *patch matrix*: one
