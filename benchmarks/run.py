@@ -14,6 +14,9 @@ Sections (printed as tables, written to benchmarks/out/results.json and results.
   GFLOP/s for the convolutions (forward: 2*N*K*OH*OW*Cg*KH*KW; backward twice that).
   The reference backend runs at batch 1 and is extrapolated linearly in N when a full-batch
   call takes longer than 5 s (marked ``*``; an overestimate, see RESULTS.md).
+* ``loops`` (with ``ops``): the forward op written as the formula in plain Python
+  (``definition_loops.py``), timed on one image and scaled by N, at the LeNet-5 and ResNet-20
+  shapes: the "reference loops" that compiled kernels replace.
 * ``first_call``: a fresh subprocess times ``import`` + its first ``conv2d`` with an empty
   ``NUMBA_CACHE_DIR`` (cold: compiles) and again with that now-filled cache (warm).
 * ``training``: whole SGD steps (forward, cross-entropy, backward, update) of LeNet-5
@@ -205,7 +208,34 @@ def _on(backend: str, fn: Callable[[], object]) -> Callable[[], object]:
     return call
 
 
-def bench_ops(rounds: int, reference: bool, only: str | None = None) -> list[dict]:
+def _definition_loops(kind: str, name: str, x_shape, options, numba_forward) -> dict:
+    """Time the plain-Python formula (``definition_loops.py``) on the op's data: one image for
+    convolution and pooling (times N for the batch), the whole batch for batch norm, whose
+    statistics span it. Checks the loops against the numba forward on the same data. Only at
+    the LeNet-5 and ResNet-20 shapes (the issue's target); {} for the other ops."""
+    from benchmarks import definition_loops
+
+    if not (kind in ("max_pool", "batch_norm") or (kind == "conv" and name.startswith(("lenet", "resnet")))):
+        return {}
+    rng = np.random.default_rng(0)  # the same arrays as _ours_op
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    with_numba = numba_forward().numpy()
+    w = rng.standard_normal(options["w"]).astype(np.float32) * 0.1 if kind == "conv" else None
+    images = x_shape[0] if kind == "batch_norm" else 1
+    expected = with_numba if kind == "batch_norm" else with_numba[0]
+    start = time.perf_counter()
+    if kind == "conv":
+        looped = definition_loops.conv2d_one_image(x[0], w, options["padding"])
+    elif kind == "max_pool":
+        looped = definition_loops.max_pool2d_one_image(x[0], 2)
+    else:
+        looped = definition_loops.batch_norm_batch(x)
+    seconds = (time.perf_counter() - start) * x_shape[0] / images
+    np.testing.assert_allclose(looped, expected, rtol=1e-3, atol=1e-3 * np.abs(expected).max())
+    return {"loops fwd": {"median": seconds, "min": seconds}, "loops images timed": images}
+
+
+def bench_ops(rounds: int, reference: bool, only: str | None = None, loops: bool = True) -> list[dict]:
     from tinygrad_cnn.kernels import use_backend
 
     have_torch = _have_torch()
@@ -224,6 +254,8 @@ def bench_ops(rounds: int, reference: bool, only: str | None = None) -> list[dic
                 tf, tfb = _torch_op(kind, x_shape, options)
                 contest.update({"torch fwd": tf, "torch fwd+bwd": tfb})
             result = race(contest, rounds)
+            if loops:
+                row.update(_definition_loops(kind, name, x_shape, options, fwd))
         row.update({k: v for k, v in result.items()})
         row["flops_fwd"] = flops
         if reference:
@@ -498,6 +530,15 @@ def markdown(results: dict) -> str:
             cy = row.get("cython fwd+bwd", {}).get("median")
             cells += [ms(row, "cython fwd"), ms(row, "cython fwd+bwd"), f"{cy / nb:.2f}" if cy else "-"]
         lines.append("| " + " | ".join(cells) + " |")
+    looped = [row for row in results.get("ops", []) if "loops fwd" in row]
+    if looped:
+        lines += ["", "| op | definition loops fwd s (plain Python) | numba fwd ms | loops/numba (fwd) |",
+                  "|---|---:|---:|---:|"]
+        for row in looped:
+            seconds, images = row["loops fwd"]["median"], row["loops images timed"]
+            scaled = "" if images == row["shape"][0] else f" ({images} image x N)"
+            lines.append(f"| {row['op']} | {seconds:.1f}{scaled} | {ms(row, 'numba fwd')} | "
+                         f"{seconds / row['numba fwd']['median']:,.0f}x |")
     if results.get("training"):
         lines += ["", "| training step | numba ms | torch ms | numba/torch | numba/torch (min) | "
                   "numba step RSS MB | torch step RSS MB | numba tracemalloc MB |",
@@ -532,7 +573,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
     parser.add_argument("--only", help="run the ops whose name contains this text")
     parser.add_argument("--skip", nargs="*", default=[],
-                        choices=["ops", "reference", "first_call", "training", "memory"])
+                        choices=["ops", "reference", "loops", "first_call", "training", "memory"])
     args = parser.parse_args(argv)
     import numba
 
@@ -548,7 +589,8 @@ def main(argv: list[str] | None = None) -> dict:
     if "first_call" not in args.skip:
         results["first_call"] = bench_first_call()
     if "ops" not in args.skip:
-        results["ops"] = bench_ops(rounds, reference="reference" not in args.skip, only=args.only)
+        results["ops"] = bench_ops(rounds, reference="reference" not in args.skip, only=args.only,
+                                   loops="loops" not in args.skip)
     if "training" not in args.skip:
         results["training"] = bench_training(max(3, rounds // 2), memory="memory" not in args.skip)
     results["load_average_end"] = os.getloadavg()
