@@ -163,6 +163,17 @@ def test_winograd_kernels_equal_reference(case):
     test_conv_kernels_equal_reference.hypothesis.inner_test(case)
 
 
+@pytest.mark.parametrize("how", ["winograd", "channels_last"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_channel_counts_past_the_kernels_blocks(how, dtype):
+    """Channel counts that end in partial blocks of the 8x8 transposes, the 16-filter weight
+    transform blocks and the 8-channel padding copy (17 in, 33 out), odd sizes, asymmetric
+    padding and a batch split into uneven shares with a partial stacked chunk."""
+    case = dict(x_shape=(7, 17, 7, 9), w_shape=(33, 17, 3, 3), stride=(1, 1), padding=(2, 0, 1, 2),
+                dilation=(1, 1), groups=1, dtype=dtype, how=how, threads=3, stacked=2, seed=5)
+    test_conv_kernels_equal_reference.hypothesis.inner_test(case)
+
+
 # ----------------------------------------------------------------------------- pool
 @st.composite
 def pool_cases(draw, dilated: bool):

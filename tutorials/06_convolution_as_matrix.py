@@ -205,10 +205,17 @@ multiplications_direct, multiplications_winograd = Y.size * g.size, (G @ g @ G.T
 print(f"multiplications per tile: direct {multiplications_direct}, Winograd {multiplications_winograd}")
 assert (multiplications_direct, multiplications_winograd) == (36, 16)
 
-# A whole layer: 32 channels, 3x3, padding 1. Numba runs it with Winograd; the reference
-# backend with the textbook sum over kernel taps. Float32 results agree to rounding.
-images = Tensor(rng.standard_normal((2, 32, 8, 8)).astype(np.float32))
+# A whole layer: 32 channels, 3x3, padding 1, a batch with a sample for each of Numba's
+# threads. `strategy` says which algorithm the Numba backend picks for it (Winograd); the
+# reference backend runs the textbook sum over kernel taps. Float32 results agree to rounding.
+from numba import get_num_threads
+from tinygrad_cnn.kernels.numba.conv import strategy
+
+images = Tensor(rng.standard_normal((max(2, get_num_threads()), 32, 8, 8)).astype(np.float32))
 filters = Tensor((rng.standard_normal((32, 32, 3, 3)) * 0.1).astype(np.float32))
+chosen = strategy(images.shape, filters.shape, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+print(f"the Numba backend runs this layer with: {chosen}")
+assert chosen == "winograd"
 with use_backend("numba"):
     fast = F.conv2d(images, filters, padding=1).numpy()
 with use_backend("reference"):

@@ -8,6 +8,9 @@ Design rules shared by the modules:
 
 * ``@njit(cache=True)``: the machine code is written to ``__pycache__`` (or
   ``NUMBA_CACHE_DIR``), so only the first process ever pays the compile time.
+* Compiled functions call compiled functions of their own file only: the cache checks a
+  kernel against its own source file, so after an edit to a callee in another file the
+  caller would keep the old machine code (a documented Numba limitation).
 * Few signatures: the Python wrappers pass C-contiguous float32/float64 arrays and plain
   ints (int64), so each kernel compiles at most twice (once per dtype).
 * ``parallel=True`` loops (``prange``) split work over Numba's threads. A convolution

@@ -42,7 +42,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 from numba import uint64 as _u
-from tinygrad_cnn.kernels.numba._layout import transpose_into
 
 # The transform matrices of F(2x2, 3x3) (exact in binary floating point).
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
@@ -221,6 +220,24 @@ def _output_step_adjoint(src, s0, ss, dst, d0, ds, n, two):
 
 
 # ------------------------------------------------------------------ per-sample steps
+# Numba's on-disk cache re-validates a kernel against its own source file only, not against
+# the files of the compiled functions it calls, so this module keeps its own copy of the
+# transpose that conv.py's channels-last kernels also use (see the note there).
+@njit(cache=True)
+def _transpose_into(src, dst):
+    """dst (B, A) = src (A, B) transposed, both C-contiguous (``conv._transpose_into``)."""
+    A, B = src.shape
+    s = src.reshape(A * B)
+    d = dst.reshape(A * B)
+    for a0 in range(0, A, 8):
+        a1 = min(a0 + 8, A)
+        for b0 in range(0, B, 8):
+            b1 = min(b0 + 8, B)
+            for b in range(b0, b1):
+                for a in range(a0, a1):
+                    d[_u(b * A + a)] = s[_u(a * B + b)]
+
+
 @njit(cache=True)
 def _padded_channels_last(planes, H, W, xp, top, left):
     """xp (Hp, Wp, C) = the sample planes (C, H*W) moved to channels-last pixel rows at
@@ -325,7 +342,7 @@ def _forward_share(x, U, y, top, left, first, last, S):
             np.dot(V[xi, :m * P], U[xi], M[xi, :m * P])
         for j in range(m):
             _output_transform(M, j * P, TH, TW, yt, OH, OW, work)
-            transpose_into(yt, y[n0 + j].reshape((K, OH * OW)))
+            _transpose_into(yt, y[n0 + j].reshape((K, OH * OW)))
 
 
 @njit(cache=True, parallel=True, nogil=True)
@@ -361,7 +378,7 @@ def _backward_weight_share(gy, x, acc, top, left, first, last, S):
         for j in range(m):
             _padded_channels_last(x[n0 + j], H, W, xp, top, left)
             _input_transform(xp, V, j * P, TH, TW, work)
-            transpose_into(gy[n0 + j].reshape((K, OH * OW)), gyt)
+            _transpose_into(gy[n0 + j].reshape((K, OH * OW)), gyt)
             _output_transform_adjoint(gyt, OH, OW, dM, j * P, TH, TW, work)
         for xi in range(16):
             np.dot(V[xi, :m * P].T, dM[xi, :m * P], tmp)
