@@ -163,14 +163,23 @@ def test_winograd_kernels_equal_reference(case):
     test_conv_kernels_equal_reference.hypothesis.inner_test(case)
 
 
-@pytest.mark.parametrize("how", ["winograd", "channels_last"])
+@pytest.mark.parametrize("how", ["winograd", "channels_last", "batched"])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_channel_counts_past_the_kernels_blocks(how, dtype):
     """Channel counts that end in partial blocks of the 8x8 transposes, the 16-filter weight
-    transform blocks and the 8-channel padding copy (17 in, 33 out), odd sizes, asymmetric
-    padding and a batch split into uneven shares with a partial stacked chunk."""
+    transform blocks and the 8-channel padding copy (17 in, 33 out; 16+ filters also take the
+    batched weight gradient's transposed GEMM), odd sizes, asymmetric padding and a batch
+    split into uneven shares with a partial stacked chunk."""
     case = dict(x_shape=(7, 17, 7, 9), w_shape=(33, 17, 3, 3), stride=(1, 1), padding=(2, 0, 1, 2),
                 dilation=(1, 1), groups=1, dtype=dtype, how=how, threads=3, stacked=2, seed=5)
+    test_conv_kernels_equal_reference.hypothesis.inner_test(case)
+
+
+@pytest.mark.parametrize("how", ["channels_last", "batched"])
+def test_grouped_conv_with_many_filters_per_group(how):
+    """Two groups of 17 filters, strided and dilated: the per-group GEMMs of both paths."""
+    case = dict(x_shape=(5, 6, 11, 10), w_shape=(34, 3, 3, 2), stride=(2, 1), padding=(1, 0, 2, 1),
+                dilation=(1, 2), groups=2, dtype=np.float64, how=how, threads=2, stacked=3, seed=9)
     test_conv_kernels_equal_reference.hypothesis.inner_test(case)
 
 

@@ -69,6 +69,28 @@ def _valid_range(offset: int, stride: int, size: int, out_size: int) -> tuple[in
     return min(lo, hi), hi
 
 
+# Numba's on-disk cache re-validates a kernel against its own source file only, not against
+# the files of the compiled functions it calls: a kernel calling a function from another
+# module keeps running the old machine code after that module is edited. So each kernel
+# module defines the small helpers it calls (winograd.py has its own copy of this one).
+@njit(cache=True)
+def _transpose_into(src, dst):
+    """dst (B, A) = src (A, B) transposed, both C-contiguous. Converts one sample between
+    channel planes (C, H*W) and channels-last pixel rows (H*W, C). 8x8 tiles keep both
+    sides' cache lines in L1; flat ``uint64`` indices (no negative-index wrap-around code)
+    make it 1.5x faster than 2-D indexing (measured)."""
+    A, B = src.shape
+    s = src.reshape(A * B)
+    d = dst.reshape(A * B)
+    for a0 in range(0, A, 8):
+        a1 = min(a0 + 8, A)
+        for b0 in range(0, B, 8):
+            b1 = min(b0 + 8, B)
+            for b in range(b0, b1):
+                for a in range(a0, a1):
+                    d[_u(b * A + a)] = s[_u(a * B + b)]
+
+
 @njit(cache=True)
 def _im2col_channel(x, n, c, cols, row0, KH, KW, sh, sw, top, left, dh, dw, OH, OW):
     """Rows row0 .. row0+KH*KW-1 of cols get channel c of sample n:
@@ -233,10 +255,16 @@ def _backward_input_batched(gy, wt, gx, groups, KH, KW, sh, sw, top, left, dh, d
 @njit(cache=True, parallel=True, nogil=True)
 def _backward_weight_batched(gy, x, partial, groups, KH, KW, sh, sw, top, left, dh, dw, OH, OW, T,
                              pointwise):
-    """partial[t] = sum over thread t's samples of gy[n, g] (Kg, L) @ im2col(x[n])[g]^T.
+    """partial[t, g] (Cg*KH*KW, Kg) = sum over thread t's samples of im2col(x[n])[g] @ gy[n, g]^T.
 
-    Summed over t (by the caller) this equals reference ``conv2d_backward_weight``; per-thread
-    partial sums avoid any write shared between threads.
+    Summed over t and transposed (by the caller) this equals reference
+    ``conv2d_backward_weight``; per-thread partial sums avoid any write shared between
+    threads. With 16 or more filters per group, gy[n, g] is first transposed into a
+    contiguous (L, Kg) buffer: OpenBLAS runs ``cols @ gy^T`` 1.8-2.1x faster than
+    ``gy @ cols^T`` at the 16- and 32-channel ResNet shapes (measured single-threaded; the
+    16-channel layer's weight gradient went from 14.4 to 11.1 ms at batch 128). With fewer
+    (LeNet's first layer: 6) the narrow product is slower that way round (0.34 -> 0.58 ms),
+    so ``gy @ cols^T`` is kept there and added in transposed.
     """
     N, C = x.shape[0], x.shape[1]
     K = gy.shape[1]
@@ -244,13 +272,17 @@ def _backward_weight_batched(gy, x, partial, groups, KH, KW, sh, sw, top, left, 
     rows = partial.shape[2]
     L = OH * OW
     KK = KH * KW
+    by_columns = Kg >= 16
     for t in prange(T):
         cols = np.empty((1 if pointwise else C * KK, 1 if pointwise else L), dtype=x.dtype)
-        tmp = np.empty((Kg, rows), dtype=x.dtype)
+        gyt = np.empty((L if by_columns else 1, Kg), dtype=x.dtype)
+        tmp = np.empty((rows, Kg), dtype=x.dtype)
+        tmp_t = np.empty((Kg, rows), dtype=x.dtype)
         acc = partial[t]
-        for i in range(K):
-            for j in range(rows):
-                acc[i, j] = 0
+        for g in range(groups):
+            for i in range(rows):
+                for k in range(Kg):
+                    acc[g, i, k] = 0
         for n in range(t * N // T, (t + 1) * N // T):
             if pointwise:
                 src = x[n].reshape((C, L))
@@ -259,35 +291,20 @@ def _backward_weight_batched(gy, x, partial, groups, KH, KW, sh, sw, top, left, 
                     _im2col_channel(x, n, c, cols, c * KK, KH, KW, sh, sw, top, left, dh, dw, OH, OW)
                 src = cols
             for g in range(groups):
-                np.dot(gy[n, g * Kg:(g + 1) * Kg], src[g * rows:(g + 1) * rows].T, tmp)
-                for i in range(Kg):
-                    for j in range(rows):
-                        acc[g * Kg + i, j] += tmp[i, j]
+                if by_columns:
+                    _transpose_into(gy[n, g * Kg:(g + 1) * Kg], gyt)
+                    np.dot(src[g * rows:(g + 1) * rows], gyt, tmp)
+                    for i in range(rows):
+                        for k in range(Kg):
+                            acc[g, i, k] += tmp[i, k]
+                else:
+                    np.dot(gy[n, g * Kg:(g + 1) * Kg], src[g * rows:(g + 1) * rows].T, tmp_t)
+                    for i in range(rows):
+                        for k in range(Kg):
+                            acc[g, i, k] += tmp_t[k, i]
 
 
 # ------------------------------------------------------------------ channels-last im2col + GEMM
-# Numba's on-disk cache re-validates a kernel against its own source file only, not against
-# the files of the compiled functions it calls: a kernel calling a function from another
-# module keeps running the old machine code after that module is edited. So each kernel
-# module defines the small helpers it calls (winograd.py has its own copy of this one).
-@njit(cache=True)
-def _transpose_into(src, dst):
-    """dst (B, A) = src (A, B) transposed, both C-contiguous. Converts one sample between
-    channel planes (C, H*W) and channels-last pixel rows (H*W, C). 8x8 tiles keep both
-    sides' cache lines in L1; flat ``uint64`` indices (no negative-index wrap-around code)
-    make it 1.5x faster than 2-D indexing (measured)."""
-    A, B = src.shape
-    s = src.reshape(A * B)
-    d = dst.reshape(A * B)
-    for a0 in range(0, A, 8):
-        a1 = min(a0 + 8, A)
-        for b0 in range(0, B, 8):
-            b1 = min(b0 + 8, B)
-            for b in range(b0, b1):
-                for a in range(a0, a1):
-                    d[_u(b * A + a)] = s[_u(a * B + b)]
-
-
 @njit(cache=True)
 def _patches(xt, H, W, patches, row0, KH, KW, sh, sw, top, left, dh, dw, OH, OW):
     """The receptive field of every output pixel as one row (im2col, transposed):
@@ -784,12 +801,13 @@ def conv2d_backward_weight(grad_y: np.ndarray, x: np.ndarray, weight_shape, stri
         return np.ascontiguousarray(gw).reshape(weight_shape)
     if how == "batched":
         T = num_threads()
-        partial = np.empty((T, K, rows), dtype=x.dtype)
+        partial = np.empty((T, groups, rows, K // groups), dtype=x.dtype)
         pw = _pointwise(KH, KW, sh, sw, *_quad(padding))
         with numba_blas_single_thread:
             _backward_weight_batched(grad_y.reshape(N, K, OH * OW), x, partial, groups, KH, KW, sh, sw,
                                      top, left, dh, dw, OH, OW, T, pw)
-        return partial.sum(axis=0).reshape(weight_shape)
+        # (groups, c kh kw, k) -> (groups, k, c kh kw) = (K, Cg, KH, KW)
+        return np.ascontiguousarray(partial.sum(axis=0).transpose(0, 2, 1)).reshape(weight_shape)
     cols = im2col(x, (KH, KW), stride, padding, dilation).reshape(N, groups, rows, OH * OW)
     gy = grad_y.reshape(N, groups, K // groups, OH * OW)
     gw = np.matmul(gy, cols.transpose(0, 1, 3, 2)).sum(axis=0)
