@@ -37,7 +37,8 @@ Five strategies; :func:`strategy` picks one (the rule is measured, see benchmark
 
 Backward: grad_input = col2im(W^T @ grad_y) (channels-last: the adjoint of the patch
 matrix, scattered back to pixel rows; direct: each tap scattered back); grad_weight =
-sum_n grad_y[n] @ cols[n]^T with per-thread partial sums (channels-last: patches^T @
+sum_n grad_y[n] @ cols[n]^T with per-thread partial sums, formed as its transpose cols[n] @
+grad_y[n]^T with 16+ filters per group, the faster GEMM (channels-last: patches^T @
 grad_y^T; direct: one dot product per weight). The forward columns (or patches) are
 recomputed rather than stored: a thread's buffer stays in cache and memory use stays that
 of the arrays themselves.
