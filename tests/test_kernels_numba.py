@@ -85,8 +85,7 @@ def thread_shares(threads: int, stacked: int):
     the shares then runs them one after another on this worker's single thread), and stack
     ``stacked`` samples per channels-last GEMM, so partial last chunks are exercised."""
     with mock.patch.object(nb_conv, "num_threads", lambda: threads), \
-            mock.patch.object(nb_conv, "_stacked_samples", lambda pixels: stacked), \
-            mock.patch.object(nb_conv.winograd, "stacked_samples", lambda tiles: stacked):
+            mock.patch.object(nb_conv, "_stacked_samples", lambda rows: stacked):
         yield
 
 

@@ -655,16 +655,17 @@ def _chosen(how: str, weight_shape, stride: Pair, padding: Quad, dilation: Pair,
 def _winograd_split(output_height: int, output_width: int) -> tuple[int, int]:
     """(threads, samples stacked per GEMM) for the Winograd kernels."""
     tiles = ((output_height + 1) // 2) * ((output_width + 1) // 2)
-    return num_threads(), winograd.stacked_samples(tiles)
+    return num_threads(), _stacked_samples(tiles)
 
 
 STACKED_ROWS = 256
 
 
-def _stacked_samples(output_pixels: int) -> int:
-    """How many samples' patch rows the channels-last kernels stack into one GEMM: about
-    ``STACKED_ROWS`` rows (8x8 outputs: 4 samples; 16x16 and larger: 1)."""
-    return max(1, STACKED_ROWS // max(1, output_pixels))
+def _stacked_samples(rows_per_sample: int) -> int:
+    """How many samples the channels-last and Winograd kernels stack into one GEMM: about
+    ``STACKED_ROWS`` rows (channels-last, a row per output pixel: 8x8 outputs stack 4
+    samples, 16x16 and larger 1; Winograd, a row per 4x4 tile: 8x8 outputs stack 16)."""
+    return max(1, STACKED_ROWS // max(1, rows_per_sample))
 
 
 def _weight_channels_last(weight: np.ndarray, groups: int) -> np.ndarray:

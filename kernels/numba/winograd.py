@@ -34,7 +34,7 @@ The gradients reuse the same pieces, because everything above is linear:
 Layout: samples are converted to channels-last pixel rows (as in the ``"channels_last"``
 strategy of ``conv.py``), so every transform step is a loop over a contiguous run of channels
 that LLVM vectorises; each thread stacks the tiles of several samples (about
-``STACKED_TILES`` rows) into its 16 GEMMs.
+``conv.STACKED_ROWS`` rows, chosen by the caller) into its 16 GEMMs.
 """
 
 from __future__ import annotations
@@ -43,12 +43,12 @@ import numpy as np
 from numba import njit, prange
 from numba import uint64 as _u
 
-# The transform matrices of F(2x2, 3x3) (exact in binary floating point).
+# The transform matrices of F(2x2, 3x3) (exact in binary floating point). The kernels below
+# apply them as the additions they amount to (``_input_step``, ``_output_step``,
+# ``_g_times``); tutorial 6 computes a tile with the matrices themselves.
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64)
 A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
-
-STACKED_TILES = 256
 
 
 def applies(kernel_size, stride, padding, dilation, groups: int) -> bool:
@@ -56,11 +56,6 @@ def applies(kernel_size, stride, padding, dilation, groups: int) -> bool:
     most 2 per side (so that grad_input's padding 2 - p is not negative)."""
     return (tuple(kernel_size) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
             and groups == 1 and all(0 <= int(p) <= 2 for p in padding))
-
-
-def stacked_samples(tiles_per_sample: int) -> int:
-    """Samples whose tiles go into one set of 16 GEMMs: about ``STACKED_TILES`` rows."""
-    return max(1, STACKED_TILES // max(1, tiles_per_sample))
 
 
 def transformed_weight(weight: np.ndarray, flipped: bool = False) -> np.ndarray:
