@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import threading
 from types import ModuleType
 
 CPU_BACKENDS = ("reference", "numba", "cython")
@@ -38,31 +39,55 @@ def _checked(name: str) -> str:
 _backend = _checked(os.environ.get(ENV_VARIABLE, DEFAULT_BACKEND))
 
 
+class _ThreadBackend(threading.local):
+    """``use_backend`` blocks of this thread, innermost last (empty: the process's choice).
+
+    Per thread, like grad mode: a block in one thread (a live view, a test) never
+    changes the kernels that another thread's training runs on."""
+
+    def __init__(self) -> None:
+        self.stack: list[str] = []
+
+
+_thread = _ThreadBackend()
+
+
 def get_backend() -> str:
-    """The CPU backend in use."""
-    return _backend
+    """The CPU backend in use in this thread."""
+    return _thread.stack[-1] if _thread.stack else _backend
 
 
 def set_backend(name: str) -> None:
-    """Choose the CPU kernels: ``"numba"`` (compiled, the default), ``"reference"`` (readable
-    loops, the oracle) or ``"cython"``. The environment variable ``TINYGRAD_CNN_BACKEND`` sets
-    the choice at import time."""
+    """Choose the CPU kernels for the whole process: ``"numba"`` (compiled, the default),
+    ``"reference"`` (readable loops, the oracle) or ``"cython"``. The environment variable
+    ``TINYGRAD_CNN_BACKEND`` sets the choice at import time. GPU arrays always run on the
+    ``cupy`` kernels: move them with ``.to("cuda")`` (or ``device="cuda"``) instead."""
     global _backend
+    if name == "cuda" or name == "cupy":
+        raise ValueError(
+            f"set_backend({name!r}): backends choose CPU kernels {CPU_BACKENDS}; for the GPU, "
+            "put tensors and models on it with device='cuda' or .to('cuda')"
+        )
     name = _checked(name)
-    for family in FAMILIES:  # load everything first: a failed switch leaves the old backend
-        _load(name, family)
+    _load_all(name)
     _backend = name
 
 
 @contextlib.contextmanager
 def use_backend(name: str):
-    """``with use_backend("reference"): ...`` runs the block on other kernels."""
-    previous = _backend
-    set_backend(name)
+    """``with use_backend("reference"): ...`` runs the block, in this thread, on other kernels."""
+    name = _checked(name)
+    _load_all(name)
+    _thread.stack.append(name)
     try:
         yield
     finally:
-        set_backend(previous)
+        _thread.stack.pop()
+
+
+def _load_all(name: str) -> None:
+    for family in FAMILIES:  # load everything first: a failed switch leaves the old backend
+        _load(name, family)
 
 
 def _load(backend: str, family: str) -> ModuleType:
@@ -76,4 +101,4 @@ def _load(backend: str, family: str) -> ModuleType:
 
 def kernel_module(family: str, device: str = "cpu") -> ModuleType:
     """The module implementing ``family`` for ``device`` under the current backend."""
-    return _load("cupy" if device == "cuda" else _backend, family)
+    return _load("cupy" if device == "cuda" else get_backend(), family)

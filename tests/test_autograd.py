@@ -120,3 +120,82 @@ def test_gradcheck_catches_a_wrong_gradient():
 def test_gradcheck_refuses_float32():
     with pytest.raises(TypeError, match="float64"):
         gradcheck(lambda t: t * 2, [Tensor([1.0], requires_grad=True)])
+
+
+# ---------------------------------------------- an op that reads a tensor and its descendant
+@pytest.mark.parametrize("build", [
+    lambda x: x * x.exp(),            # the input before its descendant ...
+    lambda x: x.exp() * x,            # ... and after it
+    lambda x: x + x.tanh(),
+    lambda x: x.tanh() + x,
+    lambda x: tc.cat([x, x * 2]),     # DenseNet's cat([old features, new features])
+    lambda x: tc.cat([x * 2, x]),
+    lambda x: x / (x * x + 1),        # AlexNet's local response normalisation: x / f(x)
+], ids=["x*exp", "exp*x", "x+tanh", "tanh+x", "cat-old-first", "cat-new-first", "x/f(x)"])
+def test_an_op_reading_a_tensor_and_its_descendant_in_either_order(build):
+    x = Tensor(np.array([0.5, -1.0, 2.0]), requires_grad=True)
+    gradcheck(lambda t: build(t).sum(), [x])
+
+
+def test_backward_order_puts_every_tensor_after_all_its_readers():
+    from tinygrad_cnn.autograd import topological_order
+
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    a = x.exp()
+    b = x * a          # reads x and its descendant a
+    c = x + (b + a)    # reads x before its descendants
+    order = list(reversed(topological_order(c.sum())))
+    position = {id(t): i for i, t in enumerate(order)}
+    for tensor in order:
+        if tensor._creator is not None:
+            for parent in tensor._creator.inputs:
+                if parent.requires_grad:
+                    assert position[id(parent)] > position[id(tensor)]
+
+
+# -------------------------------------------------------------- grad mode per thread
+def test_no_grad_in_one_thread_leaves_grad_mode_on_in_the_others():
+    import threading
+
+    entered, release = threading.Event(), threading.Event()
+
+    def evaluate():
+        with tc.no_grad():
+            entered.set()
+            release.wait(5)
+
+    worker = threading.Thread(target=evaluate)
+    worker.start()
+    try:
+        assert entered.wait(5)
+        assert tc.is_grad_enabled()
+        x = Tensor([1.0], requires_grad=True)
+        assert (x * 2).requires_grad
+    finally:
+        release.set()
+        worker.join()
+    assert tc.is_grad_enabled()
+
+
+def test_a_no_grad_decorated_function_called_from_many_threads_restores_every_thread():
+    import threading
+
+    @tc.no_grad()
+    def step(barrier):
+        barrier.wait(5)
+        return tc.is_grad_enabled()
+
+    barrier = threading.Barrier(4)
+    seen, after = [], []
+
+    def worker():
+        seen.append(step(barrier))
+        after.append(tc.is_grad_enabled())
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == [False] * 4 and after == [True] * 4
+    assert tc.is_grad_enabled()

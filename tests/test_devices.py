@@ -53,3 +53,32 @@ def test_backend_selection_and_a_failed_switch_keeps_the_old_backend(monkeypatch
     with pytest.raises(RuntimeError, match="cannot load"):
         tc.set_backend("cython")
     assert tc.get_backend() == before
+
+
+def test_use_backend_in_one_thread_leaves_the_others_on_their_kernels():
+    import threading
+
+    entered, release = threading.Event(), threading.Event()
+    before = tc.get_backend()
+    seen_inside = []
+
+    def other():
+        with tc.use_backend("reference"):
+            seen_inside.append(tc.get_backend())
+            entered.set()
+            release.wait(5)
+
+    worker = threading.Thread(target=other)
+    worker.start()
+    try:
+        assert entered.wait(5)
+        assert tc.get_backend() == before
+    finally:
+        release.set()
+        worker.join()
+    assert seen_inside == ["reference"] and tc.get_backend() == before
+
+
+def test_set_backend_cuda_points_to_the_device_argument():
+    with pytest.raises(ValueError, match="device='cuda'"):
+        tc.set_backend("cuda")

@@ -20,32 +20,46 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from tinygrad_cnn.tensor import Tensor
 
-_grad_enabled = True
+class _GradState(threading.local):
+    """Grad mode, one flag per thread (as PyTorch): a ``no_grad()`` block in one thread
+    (an evaluation, a live view, a data-loading thread) never switches off graph
+    building in another. Every new thread starts with grad mode on."""
+
+    enabled = True
+
+
+_grad_state = _GradState()
 
 
 def is_grad_enabled() -> bool:
-    return _grad_enabled
+    """Whether ops called from this thread build a graph."""
+    return _grad_state.enabled
 
 
 class _GradMode(contextlib.ContextDecorator):
-    """Context manager/decorator that switches graph building on or off."""
+    """Context manager/decorator that switches graph building on or off in this thread."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
+        self._previous: list[bool] = []  # a stack: the same object may be entered re-entrantly
 
     def __enter__(self) -> None:
-        global _grad_enabled
-        self.previous = _grad_enabled
-        _grad_enabled = self.enabled
+        self._previous.append(_grad_state.enabled)
+        _grad_state.enabled = self.enabled
 
     def __exit__(self, *exc) -> None:
-        global _grad_enabled
-        _grad_enabled = self.previous
+        _grad_state.enabled = self._previous.pop()
+
+    def _recreate_cm(self) -> _GradMode:
+        # As a decorator, each call gets its own manager: calls from several threads
+        # must not share one stack of previous states.
+        return type(self)(self.enabled)
 
 
 def no_grad() -> _GradMode:
@@ -78,7 +92,7 @@ class Function:
         fn = cls()
         fn.needs_input_grad = tuple(t.requires_grad for t in inputs)
         out = Tensor._wrap(fn.forward(*(t.data for t in inputs), **options), device)
-        if _grad_enabled and any(fn.needs_input_grad):
+        if _grad_state.enabled and any(fn.needs_input_grad):
             out.requires_grad = True
             fn.inputs = inputs
             out._creator = fn
@@ -91,17 +105,29 @@ class Function:
 def topological_order(root: Tensor) -> list[Tensor]:
     """Tensors of the graph ending at ``root``, every tensor after its inputs.
 
-    Iterative depth-first search with an explicit stack, so a chain of 10,000
-    operations needs no deep Python recursion.
+    The invariant backward relies on: in ``reversed(order)`` a tensor comes after
+    every tensor that reads it, on every graph. So when backward reaches a tensor,
+    every op that used it has already sent its share of the gradient, even when an
+    op reads a tensor together with one of its own descendants (``x * x.exp()``,
+    ``cat([skip, up(skip)])``).
+
+    Depth-first post-order with an explicit stack (a chain of 10,000 operations
+    needs no deep Python recursion). A tensor is marked visited when it is
+    *expanded*, not when it is pushed: it may sit on the stack several times, but
+    only its first expansion counts, and it is appended to ``order`` only after
+    all of its inputs were appended (they were pushed above its "done" marker).
     """
     order: list[Tensor] = []
-    visited: set[int] = {id(root)}
+    visited: set[int] = set()
     stack = [(root, False)]
     while stack:
         tensor, inputs_done = stack.pop()
         if inputs_done:
             order.append(tensor)
             continue
+        if id(tensor) in visited:
+            continue
+        visited.add(id(tensor))
         stack.append((tensor, True))
         fn = tensor._creator
         if fn is not None:
@@ -112,7 +138,6 @@ def topological_order(root: Tensor) -> list[Tensor]:
                 )
             for parent in fn.inputs:
                 if parent.requires_grad and id(parent) not in visited:
-                    visited.add(id(parent))
                     stack.append((parent, False))
     return order
 

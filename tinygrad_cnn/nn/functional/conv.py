@@ -29,12 +29,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import numpy as np
-
 from tinygrad_cnn.autograd import Function
 from tinygrad_cnn.device import device_of, xp_of
 from tinygrad_cnn.kernels import kernel_module
-from tinygrad_cnn.tensor import FLOAT_DTYPES, Tensor
+from tinygrad_cnn.nn.functional.checks import (
+    LARGEST_ARGUMENT,
+    check_float_tensors,
+    check_tensor,
+    int_tuple,
+    is_int,
+)
+from tinygrad_cnn.tensor import Tensor
 
 __all__ = [
     "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d",
@@ -51,28 +56,12 @@ Padding = int | str | Sequence[int | Sequence[int]]
 
 
 # ------------------------------------------------------------------ argument checks
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-LARGEST_ARGUMENT = 2**31 - 1  # compiled kernels index with 64-bit ints; larger values mean a typo
-LARGEST_OUTPUT = 2**31  # elements (8 GiB of float32): beyond that a padding or size is a mistake
-
-
 def _ints(value, n: int, name: str, fn: str, minimum: int) -> tuple[int, ...]:
-    """An int (the same for every spatial dim) or a tuple of ``n`` ints, each >= ``minimum``."""
-    if _is_int(value):
-        values = (int(value),) * n
-    elif isinstance(value, (tuple, list)) and len(value) == n and all(_is_int(v) for v in value):
-        values = tuple(int(v) for v in value)
-    else:
-        raise ValueError(f"{fn}: {name} must be an int or a tuple of {n} ints, got {value!r}")
-    if any(v < minimum for v in values):
-        rule = "positive" if minimum == 1 else "non-negative"
-        raise ValueError(f"{fn}: {name} must be {rule}, got {value!r}")
-    if any(v > LARGEST_ARGUMENT for v in values):
-        raise ValueError(f"{fn}: {name} {value!r} is too large (at most {LARGEST_ARGUMENT})")
-    return values
+    return int_tuple(fn, name, value, n, minimum)
+
+
+_is_int = is_int
+LARGEST_OUTPUT = 2**31  # elements (8 GiB of float32): beyond that a padding or size is a mistake
 
 
 def _padding_pairs(
@@ -125,18 +114,11 @@ def _padding_pairs(
 
 
 def _check_tensor(value, name: str, fn: str) -> Tensor:
-    if not isinstance(value, Tensor):
-        raise TypeError(f"{fn}: {name} must be a Tensor, got {type(value).__name__}")
-    if value.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{fn}: {name} must be float32 or float64, got {value.dtype}")
-    return value
+    return check_tensor(fn, name, value)
 
 
 def _check_same_dtype(fn: str, **tensors: Tensor | None) -> None:
-    dtypes = {name: t.dtype for name, t in tensors.items() if t is not None}
-    if len(set(dtypes.values())) > 1:
-        listed = ", ".join(f"{name} {dtype}" for name, dtype in dtypes.items())
-        raise TypeError(f"{fn}: all tensors must share one dtype, got {listed}")
+    check_float_tensors(fn, **tensors)
 
 
 def _check_input_rank(x: Tensor, nd: int, fn: str) -> bool:

@@ -33,7 +33,7 @@ from tinygrad_cnn.autograd import Function
 from tinygrad_cnn.device import array_module, device_of, xp_of
 from tinygrad_cnn.kernels import kernel_module
 from tinygrad_cnn.kernels.reference.pool import pool_output_size
-from tinygrad_cnn.nn.functional.conv import LARGEST_ARGUMENT
+from tinygrad_cnn.nn.functional.checks import LARGEST_ARGUMENT
 from tinygrad_cnn.tensor import FLOAT_DTYPES, Tensor
 
 __all__ = [
