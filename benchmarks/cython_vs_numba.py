@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tinygrad_cnn.nn.functional.geometry import ConvGeometry, PoolGeometry
+
 BACKENDS = ("reference", "numba", "cython")
 
 
@@ -51,7 +53,8 @@ def _conv_cases(batch: int, rng: np.random.Generator):
     for name, (c, size), (k, kernel), stride, pad in layers:
         x = rng.standard_normal((batch, c, size, size)).astype(np.float32)
         weight = rng.standard_normal((k, c, kernel, kernel)).astype(np.float32)
-        yield name, x, weight, (stride, stride), (pad, pad, pad, pad)
+        yield name, x, weight, ConvGeometry(x.shape, (kernel, kernel), (stride, stride), (pad,) * 4,
+                                            out_channels=k)
 
 
 def benchmark(batch: int, repeat: int) -> list[tuple[str, dict[str, float | None]]]:
@@ -66,40 +69,33 @@ def benchmark(batch: int, repeat: int) -> list[tuple[str, dict[str, float | None
         rows.append((name, cells))
         print(_format_row(name, cells), flush=True)
 
-    one = (1, 1)
-    for name, x, w, stride, pad in _conv_cases(batch, rng):
-        y = _module("reference", "conv").conv2d_forward(x, w, stride, pad, one, 1)
-        gy = rng.standard_normal(y.shape).astype(np.float32)
-        args = (stride, pad, one, 1)
-        add(f"{name} fwd", "conv", lambda m, x=x, w=w, a=args: lambda: m.conv2d_forward(x, w, *a))
+    for name, x, w, g in _conv_cases(batch, rng):
+        gy = rng.standard_normal(g.output_shape).astype(np.float32)
+        add(f"{name} fwd", "conv", lambda m, x=x, w=w, g=g: lambda: m.conv2d_forward(x, w, g))
         add(f"{name} bwd input", "conv",
-            lambda m, x=x, w=w, gy=gy, a=args: lambda: m.conv2d_backward_input(gy, w, x.shape, *a))
+            lambda m, w=w, gy=gy, g=g: lambda: m.conv2d_backward_input(gy, w, g))
         add(f"{name} bwd weight", "conv",
-            lambda m, x=x, w=w, gy=gy, a=args: lambda: m.conv2d_backward_weight(gy, x, w.shape, *a))
+            lambda m, x=x, gy=gy, g=g: lambda: m.conv2d_backward_weight(gy, x, g))
 
     for name, shape, kernel in [("LeNet maxpool 2x2 6x28x28", (batch, 6, 28, 28), 2),
                                 ("LeNet maxpool 2x2 16x10x10", (batch, 16, 10, 10), 2),
                                 ("ResNet maxpool 3x3 s2 16x32x32", (batch, 16, 32, 32), 3)]:
         x = rng.standard_normal(shape).astype(np.float32)
-        k, s = (kernel, kernel), (2, 2)
         p = (kernel // 2, kernel // 2) if kernel == 3 else (0, 0)
-        y, idx = _module("reference", "pool").max_pool2d_forward(x, k, s, p, one, False)
+        g = PoolGeometry(shape, (kernel, kernel), (2, 2), p)
+        y, idx = _module("reference", "pool").max_pool2d_forward(x, g)
         gy = rng.standard_normal(y.shape).astype(np.float32)
-        add(f"{name} fwd", "pool",
-            lambda m, x=x, k=k, s=s, p=p: lambda: m.max_pool2d_forward(x, k, s, p, one, False))
+        add(f"{name} fwd", "pool", lambda m, x=x, g=g: lambda: m.max_pool2d_forward(x, g))
         add(f"{name} bwd", "pool",
-            lambda m, x=x, gy=gy, idx=idx: lambda: m.max_pool2d_backward(gy, idx, x.shape))
+            lambda m, gy=gy, idx=idx, g=g: lambda: m.max_pool2d_backward(gy, idx, g))
 
     for name, shape, kernel in [("LeNet avgpool 2x2 6x28x28", (batch, 6, 28, 28), 2),
                                 ("ResNet global avgpool 64x8x8", (batch, 64, 8, 8), 8)]:
         x = rng.standard_normal(shape).astype(np.float32)
-        k, s, p = (kernel, kernel), (kernel, kernel), (0, 0)
-        gy = rng.standard_normal((batch, shape[1], shape[2] // kernel, shape[3] // kernel)).astype(np.float32)
-        add(f"{name} fwd", "pool",
-            lambda m, x=x, k=k, s=s, p=p: lambda: m.avg_pool2d_forward(x, k, s, p, False, True))
-        add(f"{name} bwd", "pool",
-            lambda m, x=x, k=k, s=s, p=p, gy=gy: (
-                lambda: m.avg_pool2d_backward(gy, x.shape, k, s, p, False, True)))
+        g = PoolGeometry(shape, (kernel, kernel), (kernel, kernel))
+        gy = rng.standard_normal(g.output_shape).astype(np.float32)
+        add(f"{name} fwd", "pool", lambda m, x=x, g=g: lambda: m.avg_pool2d_forward(x, g))
+        add(f"{name} bwd", "pool", lambda m, gy=gy, g=g: lambda: m.avg_pool2d_backward(gy, g))
 
     for channels, size in [(16, 32), (32, 16), (64, 8)]:
         x = rng.standard_normal((batch, channels, size * size)).astype(np.float32)

@@ -22,8 +22,8 @@ def ones(*shape):
     (lambda: F.unfold(ones(1, 1, 4, 4), 2, padding=10**6), "output would have shape"),
     (lambda: F.max_pool2d(ones(1, 1, 4, 4), 2, stride=2**70), "stride .* too large"),
     (lambda: F.max_pool2d(ones(1, 1, 4, 4), 2, stride=np.uint64(2**63)), "stride .* too large"),
-    (lambda: F.max_pool2d(ones(1, 1, 4, 4), 2.0), "kernel_size must be an int or 2 ints, got 2.0"),
-    (lambda: F.avg_pool2d(ones(1, 1, 4, 4), None), "kernel_size must be an int or 2 ints, got None"),
+    (lambda: F.max_pool2d(ones(1, 1, 4, 4), 2.0), "kernel_size must be an int or a tuple of 2 ints, got 2"),
+    (lambda: F.avg_pool2d(ones(1, 1, 4, 4), None), "kernel_size must be an int or a tuple of 2 ints, got No"),
     (lambda: F.batch_norm(Tensor(np.zeros((2, 0), np.float32)), None, None, training=True),
      r"input of shape \(2, 0\) is empty"),
     (lambda: F.batch_norm(ones(2, 3), None, None, training=True, eps=float("inf")), "eps"),
@@ -63,12 +63,12 @@ def test_leaf_gradients_do_not_share_memory():
     np.testing.assert_array_equal(b.grad.numpy(), [1.0, 1.0])
 
 
-def test_batch_norm_output_dtype_follows_the_input_in_train_and_eval():
+def test_batch_norm_refuses_mixed_dtypes_in_train_and_eval():
+    """One rule for every layer (as PyTorch): the input and the layer share one dtype."""
     bn = nn.BatchNorm2d(3).double()
     x = Tensor(np.random.default_rng(1).standard_normal((2, 3, 4, 4)).astype(np.float32),
                requires_grad=True)
-    assert bn.train()(x).dtype == np.float32
-    y = bn.eval()(x)
-    assert y.dtype == np.float32
-    y.sum().backward()
-    assert x.grad.dtype == np.float32 and bn.weight.grad.dtype == np.float64
+    for mode in (bn.train, bn.eval):
+        with pytest.raises(TypeError, match="batch_norm: all tensors must share one dtype, got input float"):
+            mode()(x)
+    assert bn.eval()(x.double()).dtype == np.float64

@@ -139,7 +139,7 @@ def test_state_dict_names_and_initial_values_match_pytorch():
     assert list(no_affine.state_dict()) == ["running_mean", "running_var", "num_batches_tracked"]
     assert no_affine.num_parameters() == 0
     # a state dict round-trips into a fresh layer
-    layer(Tensor(np.random.default_rng(0).normal(size=(2, 4, 3, 3))))
+    layer(Tensor(np.random.default_rng(0).normal(size=(2, 4, 3, 3)).astype(np.float32)))
     fresh = nn.BatchNorm2d(4)
     fresh.load_state_dict(layer.state_dict())
     for key, value in layer.state_dict().items():
@@ -173,7 +173,7 @@ def test_reference_kernels_return_biased_statistics():
     (lambda: nn.BatchNorm2d(3)(Tensor(np.zeros((2, 3, 4)))),
      r"BatchNorm2d: expected 4D input, got shape \(2, 3, 4\)"),
     (lambda: nn.BatchNorm2d(3)(Tensor(np.zeros((2, 4, 1, 1)))), r"has 4 channels, expected num_features=3"),
-    (lambda: nn.BatchNorm1d(3)(Tensor(np.zeros((1, 3)))), r"more than 1 value per channel.*\(1, 3\)"),
+    (lambda: nn.BatchNorm1d(3)(Tensor(np.zeros((1, 3), np.float32))), r"more than 1 value.*\(1, 3\)"),
     (lambda: nn.BatchNorm1d(0), r"num_features must be a positive int, got 0"),
     (lambda: nn.BatchNorm1d(2, eps=-1.0), r"eps must be a positive number, got -1.0"),
     (lambda: nn.BatchNorm1d(2, momentum=1.5), r"momentum must be in \[0, 1\] or None, got 1.5"),

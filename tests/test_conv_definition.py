@@ -20,6 +20,7 @@ from tinygrad_cnn.kernels import kernel_module
 import tinygrad_cnn.nn.functional as F
 from tests.strategies import DTYPES
 from tinygrad_cnn import Tensor, theory
+from tinygrad_cnn.nn.functional.geometry import ConvGeometry
 
 
 # ----------------------------------------------------------------------------- oracle
@@ -229,12 +230,20 @@ def _kernel_args(config):
     return config["stride"], (top, bottom, left, right), config["dilation"]
 
 
+def _geometry(config, x, w) -> ConvGeometry:
+    """The checked geometry the kernels take (built directly: these tests feed the kernels)."""
+    stride, pads, dilation = _kernel_args(config)
+    return ConvGeometry(x.shape, tuple(config["kernel"]), tuple(stride), pads, tuple(dilation),
+                        out_channels=w.shape[0], groups=config["groups"])
+
+
 @given(config=conv_configs(), seed=st.integers(0, 2**16))
 def test_im2col_copies_every_receptive_field(config, seed):
     x, w, _ = arrays_for(config, seed)
     stride, pads, dilation = _kernel_args(config)
     kernels = kernel_module("conv")
-    cols = kernels.im2col(x, config["kernel"], stride, pads, dilation)
+    geometry = _geometry(config, x, w)
+    cols = kernels.im2col(x, geometry)
     (top, _), (left, _) = config["pads"]
     kh, kw = config["kernel"]
     n_batch, channels, height, width = x.shape
@@ -252,11 +261,11 @@ def test_im2col_copies_every_receptive_field(config, seed):
                         np.testing.assert_array_equal(cols[:, (c * kh + m) * kw + n, i * ow + j], expected)
     # col2im is its adjoint: <im2col(x), c> = <x, col2im(c)>
     other = np.random.default_rng(seed + 1).standard_normal(cols.shape).astype(x.dtype)
-    back = kernels.col2im(other, x.shape, config["kernel"], stride, pads, dilation)
+    back = kernels.col2im(other, geometry)
     np.testing.assert_allclose((cols * other).sum(), (x * back).sum(), rtol=1e-4, atol=1e-3)
     # and conv2d_forward is the weight matrix times the columns (groups = 1 slice of the weight)
     if config["groups"] == 1:
-        y = kernels.conv2d_forward(x, w, stride, pads, dilation, 1)
+        y = kernels.conv2d_forward(x, w, geometry)
         via_cols = np.einsum("kj,njl->nkl", w.reshape(w.shape[0], -1), cols).reshape(y.shape)
         np.testing.assert_allclose(y, via_cols, **tolerance(config["dtype"]))
 
@@ -267,12 +276,12 @@ def test_backward_kernels_are_the_adjoint_and_the_weight_derivative(config, seed
     both follow from conv being linear in x and in w; checked in float64 against the loops."""
     x, w, _ = arrays_for(config, seed)
     x, w = x.astype(np.float64), w.astype(np.float64)
-    stride, pads, dilation = _kernel_args(config)
     kernels = kernel_module("conv")
-    y = kernels.conv2d_forward(x, w, stride, pads, dilation, config["groups"])
+    geometry = _geometry(config, x, w)
+    y = kernels.conv2d_forward(x, w, geometry)
     g = np.random.default_rng(seed + 2).standard_normal(y.shape)
-    gx = kernels.conv2d_backward_input(g, w, x.shape, stride, pads, dilation, config["groups"])
-    gw = kernels.conv2d_backward_weight(g, x, w.shape, stride, pads, dilation, config["groups"])
+    gx = kernels.conv2d_backward_input(g, w, geometry)
+    gw = kernels.conv2d_backward_weight(g, x, geometry)
     assert gx.shape == x.shape and gw.shape == w.shape
     np.testing.assert_allclose((y * g).sum(), (x * gx).sum(), rtol=1e-10, atol=1e-10)
     # the weight gradient entry by entry: conv is linear in w, so dL/dw[e] = <conv(x, e_unit), g>

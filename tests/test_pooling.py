@@ -332,9 +332,9 @@ def test_gaussian_pool_limits():
 
 # ---------------------------------------------------------------- validation
 @pytest.mark.parametrize("call, match", [
-    (lambda x: F.max_pool2d(x, 0), r"kernel_size must be greater than zero, got 0"),
-    (lambda x: F.max_pool2d(x, 2, stride=0), r"stride must be greater than zero, got 0"),
-    (lambda x: F.max_pool2d(x, 2, dilation=(1, 0)), r"dilation must be greater than zero, got \(1, 0\)"),
+    (lambda x: F.max_pool2d(x, 0), r"kernel_size must be positive, got 0"),
+    (lambda x: F.max_pool2d(x, 2, stride=0), r"stride must be positive, got 0"),
+    (lambda x: F.max_pool2d(x, 2, dilation=(1, 0)), r"dilation must be positive, got \(1, 0\)"),
     (lambda x: F.max_pool2d(x, 3, padding=2), r"padding=\(2, 2\) and kernel_size=\(3, 3\)"),
     (lambda x: F.avg_pool2d(x, (2, 2), padding=(0, 2)), r"at most half of kernel size.*padding=\(0, 2\)"),
     (lambda x: F.avg_pool2d(x, 2, padding=-1), r"padding must be non-negative, got -1"),
@@ -342,13 +342,13 @@ def test_gaussian_pool_limits():
     (lambda x: F.max_pool2d(x, 2, dilation=3), r"output size \(0, 1\)"),
     (lambda x: F.max_pool2d(x[0, 0], 2), r"\(N, C, H, W\) or \(C, H, W\), got shape \(3, 5\)"),
     (lambda x: F.max_pool1d(x, 2), r"\(N, C, L\) or \(C, L\), got shape \(2, 2, 3, 5\)"),
-    (lambda x: F.max_pool2d(x, (2, 2, 2)), r"kernel_size must be an int or 2 ints, got \(2, 2, 2\)"),
+    (lambda x: F.max_pool2d(x, (2, 2, 2)), r"an int or a tuple of 2 ints, got \(2, 2, 2\)"),
     (lambda x: F.lp_pool2d(x, 0, 2), r"norm_type must be a positive finite number, got 0"),
     (lambda x: F.adaptive_avg_pool2d(x, (0, 2)), r"output_size must hold positive ints, got \(0, 2\)"),
     (lambda x: F.gaussian_avg_pool2d(x, 3, 1, 1, sigma=0.0),
      r"sigma must be a positive finite number, got 0.0"),
     (lambda x: nn.MaxPool2d(3, padding=2), r"MaxPool2d: pad should be at most half of kernel size"),
-    (lambda x: nn.AvgPool1d(0), r"AvgPool1d: kernel_size must be greater than zero, got 0"),
+    (lambda x: nn.AvgPool1d(0), r"AvgPool1d: kernel_size must be positive, got 0"),
     (lambda x: nn.LPPool2d(-1, 2), r"LPPool2d: norm_type must be a positive finite number, got -1"),
     (lambda x: nn.AdaptiveAvgPool2d(-3), r"output_size must hold positive ints, got -3"),
 ])

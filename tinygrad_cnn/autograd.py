@@ -72,7 +72,13 @@ def enable_grad() -> _GradMode:
 
 
 class Function:
-    """One differentiable operation; subclasses define ``forward`` and ``backward``."""
+    """One differentiable operation; subclasses define ``forward`` and ``backward``.
+
+    ``forward`` returns one array, or a tuple whose first array is the differentiable
+    result and whose others are side results that carry no gradient (max pooling's
+    arg-max indices, batch norm's statistics), as PyTorch's ``mark_non_differentiable``.
+    ``apply`` then returns a tuple of Tensors; ``backward`` receives dL/d(first output).
+    """
 
     inputs: tuple[Tensor, ...]
     needs_input_grad: tuple[bool, ...]
@@ -85,18 +91,19 @@ class Function:
         raise NotImplementedError
 
     @classmethod
-    def apply(cls, *inputs: Tensor, **options) -> Tensor:
+    def apply(cls, *inputs: Tensor, **options):
         from tinygrad_cnn.tensor import Tensor, check_same_device
 
-        device = check_same_device(cls.__name__, inputs)
+        check_same_device(cls.__name__, inputs)
         fn = cls()
         fn.needs_input_grad = tuple(t.requires_grad for t in inputs)
-        out = Tensor._wrap(fn.forward(*(t.data for t in inputs), **options), device)
+        result = fn.forward(*(t.data for t in inputs), **options)
+        outputs = tuple(map(Tensor._wrap, result)) if isinstance(result, tuple) else (Tensor._wrap(result),)
         if _grad_state.enabled and any(fn.needs_input_grad):
-            out.requires_grad = True
+            outputs[0].requires_grad = True
             fn.inputs = inputs
-            out._creator = fn
-        return out
+            outputs[0]._creator = fn
+        return outputs if isinstance(result, tuple) else outputs[0]
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}Backward>"
@@ -160,9 +167,9 @@ def run_backward(root: Tensor, grad_root, retain_graph: bool = False) -> None:
         fn = tensor._creator
         if fn is None:  # a leaf: accumulate
             if tensor.grad is None:  # copy: an op may hand the same array to several inputs
-                tensor.grad = Tensor._wrap(grad.copy(), tensor.device)
+                tensor.grad = Tensor._wrap(grad.copy())
             else:
-                tensor.grad = Tensor._wrap(tensor.grad.data + grad, tensor.device)
+                tensor.grad = Tensor._wrap(tensor.grad.data + grad)
             continue
         with no_grad():
             input_grads = fn.backward(grad)

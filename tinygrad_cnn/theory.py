@@ -7,6 +7,8 @@
 * parameter and FLOP counts of a convolution layer.
 
 Pure Python and numpy: nothing here builds a graph, and scipy is optional (``sparse=True``).
+The size formulas are those of ``nn.functional.geometry`` (``window_count``,
+``transposed_size``), which the layers themselves use: one formula, checked here per axis.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from tinygrad_cnn.nn.functional.geometry import transposed_size, window_count
 
 __all__ = [
     "conv_output_size", "pool_output_size", "conv_transpose_output_size", "LayerGeometry",
@@ -31,11 +35,12 @@ def _int(value, name: str, minimum: int) -> int:
     return int(value)
 
 
-def _pad_total(padding, name: str = "padding") -> int:
-    """An int (each side) or a (before, after) pair, as a total."""
+def _pad_pair(padding, name: str = "padding") -> tuple[int, int]:
+    """An int (each side) or a (before, after) pair, as (before, after)."""
     if isinstance(padding, (tuple, list)) and len(padding) == 2:
-        return _int(padding[0], name, 0) + _int(padding[1], name, 0)
-    return 2 * _int(padding, name, 0)
+        return _int(padding[0], name, 0), _int(padding[1], name, 0)
+    p = _int(padding, name, 0)
+    return p, p
 
 
 def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int | Sequence[int] = 0,
@@ -50,11 +55,12 @@ def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int 
     """
     n, k = _int(size, "size", 1), _int(kernel_size, "kernel_size", 1)
     s, d = _int(stride, "stride", 1), _int(dilation, "dilation", 1)
-    padded, span = n + _pad_total(padding), d * (k - 1) + 1
-    if padded < span:
+    before, after = _pad_pair(padding)
+    span = d * (k - 1) + 1
+    if n + before + after < span:
         raise ValueError(f"kernel_size {k} with dilation {d} spans {span}, more than the padded input "
-                         f"{padded} (size {n}, padding {padding!r})")
-    return (padded - span) // s + 1
+                         f"{n + before + after} (size {n}, padding {padding!r})")
+    return window_count(n, k, s, before, after, d)
 
 
 def pool_output_size(size: int, kernel_size: int, stride: int | None = None, padding: int = 0,
@@ -75,11 +81,7 @@ def pool_output_size(size: int, kernel_size: int, stride: int | None = None, pad
     if n + 2 * p < span:
         raise ValueError(f"kernel_size {k} with dilation {d} spans {span}, more than the padded "
                          f"input {n + 2 * p}")
-    numerator = n + 2 * p - span
-    out = (-(-numerator // s) if ceil_mode else numerator // s) + 1
-    if ceil_mode and (out - 1) * s >= n + p:
-        out -= 1
-    return out
+    return window_count(n, k, s, p, p, d, bool(ceil_mode))
 
 
 def conv_transpose_output_size(size: int, kernel_size: int, stride: int = 1, padding: int | Sequence[int] = 0,
@@ -96,7 +98,7 @@ def conv_transpose_output_size(size: int, kernel_size: int, stride: int = 1, pad
     op = _int(output_padding, "output_padding", 0)
     if op >= s and op >= d:
         raise ValueError(f"output_padding {op} must be smaller than either stride {s} or dilation {d}")
-    out = (n - 1) * s - _pad_total(padding) + d * (k - 1) + op + 1
+    out = transposed_size(n, k, s, *_pad_pair(padding), d, op)
     if out < 1:
         raise ValueError(f"transposed convolution output size {out} is not positive (size {n}, kernel {k}, "
                          f"stride {s}, padding {padding!r}, dilation {d}, output_padding {op})")

@@ -188,12 +188,12 @@ np.testing.assert_allclose(edges, grey[:, 1:] - grey[:, :-1], atol=1e-6)
 # alone (computed once per layer, not per tile). Summed over input channels the 16
 # elementwise products become 16 matrix products, so a 3x3 layer does 4 instead of 9
 # multiply-adds per output and channel pair. The library's Numba backend uses exactly these
-# matrices (`tinygrad_cnn.kernels.numba.winograd`) for 3x3 stride-1 layers with at least 32
+# matrices (`tinygrad_cnn.kernels.numba.conv.winograd`) for 3x3 stride-1 layers with at least 32
 # channels; its docstring derives the gradients too.
 
 # %%
 from tinygrad_cnn.kernels import use_backend
-from tinygrad_cnn.kernels.numba.winograd import A_T, B_T, G
+from tinygrad_cnn.kernels.numba.conv.winograd import A_T, B_T, G
 
 tile = rng.standard_normal((4, 4))
 g = rng.standard_normal((3, 3))
@@ -205,17 +205,18 @@ multiplications_direct, multiplications_winograd = Y.size * g.size, (G @ g @ G.T
 print(f"multiplications per tile: direct {multiplications_direct}, Winograd {multiplications_winograd}")
 assert (multiplications_direct, multiplications_winograd) == (36, 16)
 
-# A whole layer: 32 channels, 3x3, padding 1, a batch with a sample for each of Numba's
-# threads. `strategy` says which algorithm the Numba backend picks for it (Winograd); the
-# reference backend runs the textbook sum over kernel taps. Float32 results agree to rounding.
-from numba import get_num_threads
-from tinygrad_cnn.kernels.numba.conv import strategy
+# A whole layer: 32 channels, 3x3, padding 1. `choose` says which algorithm the Numba
+# backend picks for its geometry (Winograd); the reference backend runs the textbook sum
+# over kernel taps. Float32 results agree to rounding.
+from tinygrad_cnn.kernels.numba.conv import choose
 
-images = Tensor(rng.standard_normal((max(2, get_num_threads()), 32, 8, 8)).astype(np.float32))
+from tinygrad_cnn.nn.functional.geometry import conv_geometry
+
+images = Tensor(rng.standard_normal((4, 32, 8, 8)).astype(np.float32))
 filters = Tensor((rng.standard_normal((32, 32, 3, 3)) * 0.1).astype(np.float32))
-chosen = strategy(images.shape, filters.shape, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+chosen = choose(conv_geometry("conv2d", 2, images.shape, filters.shape, None, 1, 1, 1, 1))
 print(f"the Numba backend runs this layer with: {chosen}")
-assert chosen == "winograd"
+assert chosen.strategy == "winograd"
 with use_backend("numba"):
     fast = F.conv2d(images, filters, padding=1).numpy()
 with use_backend("reference"):

@@ -1,9 +1,12 @@
 """The CPU kernels compiled ahead of time with Cython (``set_backend("cython")``).
 
-The same algorithms as the Numba backend (``kernels/numba``), so that a JIT and an AOT
-compiled implementation of one algorithm can be read side by side:
+The kernel interface of docs/ARCHITECTURE.md compiled ahead of time, beside the Numba
+backend's just-in-time kernels. The convolution has the two im2col strategies of
+``conv.py`` (per image on each thread, or the whole batch in one GEMM); the Numba
+backend has two more (Winograd, channels-last patches), not written here yet:
 
-    _conv.pyx       im2col / col2im loops; the matrix products go to BLAS (numpy.matmul)
+    _conv.pyx       im2col / col2im loops; the per-image GEMMs call SciPy's BLAS (sgemm/dgemm
+                    from scipy.linalg.cython_blas), the whole-batch GEMM numpy.matmul
     _pool.pyx       max pooling (arg-max routing) and average pooling, forward and backward
     _batchnorm.pyx  training-mode batch normalization, forward and backward
     _residual.pyx   the fused residual add + ReLU

@@ -1,12 +1,12 @@
-"""Argument checks shared by the Cython backend's Python modules.
+"""The memory-safety checks of the Cython backend's Python modules.
 
-The compiled loops run with bounds checks off, so everything that decides an index (shapes,
-dtypes, memory layout, strides, paddings) is checked here, in Python, before they run.
+The compiled loops run with bounds checks off, so before they run, every array they touch
+must have exactly the shape the geometry says, one float dtype and a C-contiguous layout.
+The arguments themselves (strides, paddings, sizes) were checked once, when
+``nn.functional`` parsed them into the geometry object; nothing here normalises them again.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -29,31 +29,7 @@ def floats(*arrays: np.ndarray, ndim: int | None = None) -> tuple[np.ndarray, ..
     return tuple(out)
 
 
-def pair(value: int | Sequence[int], name: str, minimum: int) -> tuple[int, int]:
-    """``value`` as two ints (an int is used for both), each at least ``minimum``."""
-    if isinstance(value, (int, np.integer)):
-        value = (value, value)
-    first, second = (int(v) for v in value)
-    if first < minimum or second < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {(first, second)}")
-    return first, second
-
-
-def padding4(value: int | Sequence[int]) -> tuple[int, int, int, int]:
-    """Zero padding as (top, bottom, left, right); an int or (ph, pw) pads symmetrically."""
-    if isinstance(value, (int, np.integer)):
-        value = (value,) * 4
-    value = tuple(int(v) for v in value)
-    if len(value) == 2:
-        value = (value[0], value[0], value[1], value[1])
-    if len(value) != 4 or min(value) < 0:
-        raise ValueError(f"padding must be 4 non-negative ints (top, bottom, left, right), got {value}")
-    return value  # type: ignore[return-value]
-
-
-def shape4(shape: Sequence[int], name: str) -> tuple[int, int, int, int]:
-    """A 4-d shape as ints."""
-    shape = tuple(int(s) for s in shape)
-    if len(shape) != 4 or min(shape) < 0:
-        raise ValueError(f"{name} must be a 4-d shape, got {shape}")
-    return shape  # type: ignore[return-value]
+def shaped(array: np.ndarray, shape, name: str) -> None:
+    """``array`` must have exactly ``shape`` (the geometry's)."""
+    if array.shape != tuple(shape):
+        raise ValueError(f"{name} has shape {array.shape}, the geometry expects {tuple(shape)}")

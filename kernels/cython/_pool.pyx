@@ -6,7 +6,8 @@ Max pooling, symmetric padding (ph, pw) of -inf, dilation (dh, dw):
     y[n, c, oy, ox] = max over i < KH, j < KW of x[n, c, oy*sh - ph + i*dh, ox*sw - pw + j*dw]
 
 and indices[n, c, oy, ox] = iy*W + ix of the first maximum in row-major window order (the
-flat position in the H*W plane, as PyTorch's return_indices). The backward pass routes each
+flat position in the H*W plane, as PyTorch's return_indices); a NaN is larger than
+everything (the last NaN of the window wins), as PyTorch. The backward pass routes each
 output gradient to that arg-max: grad_x.flat[plane + index] += grad_y.
 
 Average pooling (PyTorch's rule): the window rows are hstart = oy*sh - ph up to
@@ -65,7 +66,7 @@ def max_pool2d_forward_into(const floating[:, :, :, ::1] x, floating[:, :, :, ::
                         for j in range(j_lo, j_hi):
                             at = (y0 + i * dh) * width + x0 + j * dw
                             value = plane[at]
-                            if value > best:
+                            if value > best or value != value:  # value != value: NaN
                                 best = value
                                 best_at = at
                 y[n, c, oy, ox] = best
@@ -101,8 +102,10 @@ def max_pool2d_backward_add(const floating[:, :, :, ::1] grad_y, const int64_t[:
 
 def avg_pool2d_forward_into(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
                             Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
-                            Py_ssize_t ph, Py_ssize_t pw, bint count_include_pad, int num_threads):
-    """y = (sum of the in-image pixels of each window) / divisor (see the module docstring)."""
+                            Py_ssize_t ph, Py_ssize_t pw, bint count_include_pad,
+                            Py_ssize_t divisor_override, int num_threads):
+    """y = (sum of the in-image pixels of each window) / divisor (see the module docstring;
+    ``divisor_override`` > 0 replaces the divisor)."""
     cdef Py_ssize_t n_img = x.shape[0], channels = x.shape[1], height = x.shape[2]
     cdef Py_ssize_t width = x.shape[3], oh = y.shape[2], ow = y.shape[3]
     cdef Py_ssize_t nc, n, c, oy, ox, iy, ix, divisor
@@ -123,7 +126,9 @@ def avg_pool2d_forward_into(const floating[:, :, :, ::1] x, floating[:, :, :, ::
                 w_end = min(w_start + kw, width + pw)
                 col_lo = max(w_start, 0)
                 col_hi = min(w_end, width)
-                if count_include_pad:
+                if divisor_override > 0:
+                    divisor = divisor_override
+                elif count_include_pad:
                     divisor = (h_end - h_start) * (w_end - w_start)
                 else:
                     divisor = (row_hi - row_lo) * (col_hi - col_lo)
@@ -136,7 +141,8 @@ def avg_pool2d_forward_into(const floating[:, :, :, ::1] x, floating[:, :, :, ::
 
 def avg_pool2d_backward_add(const floating[:, :, :, ::1] grad_y, floating[:, :, :, ::1] grad_x,
                             Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
-                            Py_ssize_t ph, Py_ssize_t pw, bint count_include_pad, int num_threads):
+                            Py_ssize_t ph, Py_ssize_t pw, bint count_include_pad,
+                            Py_ssize_t divisor_override, int num_threads):
     """grad_x[in-image pixels of each window] += grad_y / divisor (grad_x zeroed)."""
     cdef Py_ssize_t n_img = grad_x.shape[0], channels = grad_x.shape[1]
     cdef Py_ssize_t height = grad_x.shape[2], width = grad_x.shape[3]
@@ -159,7 +165,9 @@ def avg_pool2d_backward_add(const floating[:, :, :, ::1] grad_y, floating[:, :, 
                 w_end = min(w_start + kw, width + pw)
                 col_lo = max(w_start, 0)
                 col_hi = min(w_end, width)
-                if count_include_pad:
+                if divisor_override > 0:
+                    divisor = divisor_override
+                elif count_include_pad:
                     divisor = (h_end - h_start) * (w_end - w_start)
                 else:
                     divisor = (row_hi - row_lo) * (col_hi - col_lo)

@@ -1,8 +1,8 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Compiled loops of the fused residual add + ReLU, on flattened contiguous arrays.
 
-    forward:  y = max(a + b, 0)
-    backward: grad_a = grad_b = grad_y * [y > 0]
+    forward:  y = max(a + b, 0)           (NaN stays NaN)
+    backward: grad_a = grad_b = grad_y * [not y <= 0]   (a NaN passes the gradient, as PyTorch)
 
 One pass over memory instead of numpy's two (a + b, then maximum) saves a temporary and
 half the memory traffic; elements are independent, so the loop runs in parallel.
@@ -19,12 +19,12 @@ def add_relu_forward_into(const floating[::1] a, const floating[::1] b, floating
     cdef floating total
     for k in prange(size, nogil=True, schedule="static", num_threads=num_threads):
         total = a[k] + b[k]
-        y[k] = total if total > 0 else 0
+        y[k] = 0 if total < 0 else total   # "total > 0 else 0" would map NaN to 0
 
 
 def add_relu_backward_into(const floating[::1] grad_y, const floating[::1] y, floating[::1] grad,
                            int num_threads):
-    """grad[k] = grad_y[k] where y[k] > 0, else 0."""
+    """grad[k] = 0 where y[k] <= 0, else grad_y[k] (also where y[k] is NaN)."""
     cdef Py_ssize_t k, size = grad.shape[0]
     cdef floating zero = 0, g, v
     for k in prange(size, nogil=True, schedule="static", num_threads=num_threads):
@@ -32,4 +32,4 @@ def add_relu_backward_into(const floating[::1] grad_y, const floating[::1] y, fl
         # instead of a branch that random signs mispredict half of the time
         g = grad_y[k]
         v = y[k]
-        grad[k] = g if v > zero else zero
+        grad[k] = zero if v <= zero else g

@@ -1,30 +1,77 @@
 """Numba backend: the kernel interface of docs/ARCHITECTURE.md compiled to machine code.
 
-One module per op family (``conv``, ``pool``, ``batchnorm``, ``residual``) with exactly the
-function names and arguments of ``kernels/reference``; every compiled kernel's docstring says
-which reference computation it equals.
+One module per op family (``conv`` is a package, one file per strategy; ``pool``,
+``batchnorm``, ``residual``) with exactly the function names and arguments of
+``kernels/reference``; every compiled kernel's docstring says which reference computation
+it equals.
 
 Design rules shared by the modules:
 
-* ``@njit(cache=True)``: the machine code is written to ``__pycache__`` (or
-  ``NUMBA_CACHE_DIR``), so only the first process ever pays the compile time.
-* Compiled functions call compiled functions of their own file only: the cache checks a
-  kernel against its own source file, so after an edit to a callee in another file the
-  caller would keep the old machine code (a documented Numba limitation).
+* ``@njit(cache=True)``: the machine code is written to disk, so only the first process
+  ever pays the compile time.
+* Numba's disk cache checks a compiled function against its own source file only: a
+  kernel that calls a compiled helper of another file would keep the helper's old machine
+  code after that file is edited (a documented Numba limitation). So this package keys
+  its whole cache by a digest of every source file of the backend: it sets Numba's cache
+  directory to ``<base>/tinygrad_cnn-<digest>`` while its modules are decorated (below),
+  and any edit anywhere starts a fresh cache. ``<base>`` is ``NUMBA_CACHE_DIR`` if set,
+  else this package's ``__pycache__`` (or, where that is read-only, the user's cache
+  folder). Strategy files can then share helpers (``conv/_loops.py``).
 * Few signatures: the Python wrappers pass C-contiguous float32/float64 arrays and plain
   ints (int64), so each kernel compiles at most twice (once per dtype).
 * ``parallel=True`` loops (``prange``) split work over Numba's threads. A convolution
   calls BLAS *inside* those threads, so while it runs every BLAS library is pinned to one
-  thread (see :mod:`._threads`): two Numba threads x one BLAS thread = two cores, no
-  oversubscription.
+  thread (``kernels/blas_threads.py``): two Numba threads x one BLAS thread = two cores.
 * Numba owns the cores: when this backend loads, BLAS libraries are set to one thread for
-  good (:func:`._threads.claim_cores`). Between kernels, OpenBLAS threads woken by the small
-  GEMMs of ``Linear`` layers keep spinning and steal the cores from the next Numba kernel:
-  measured, a LeNet-5 training step (batch 64) took 31.7 ms with numpy's BLAS on 2 threads
-  and 15.8 ms on 1 (ResNet-20, whose only dense layer is tiny, was unchanged). Set
+  good (:func:`~tinygrad_cnn.kernels.blas_threads.claim_cores`). Between kernels, OpenBLAS
+  threads woken by the small GEMMs of ``Linear`` layers keep spinning and steal the cores
+  from the next Numba kernel (a LeNet-5 training step took twice as long). Set
   ``TINYGRAD_CNN_BLAS_THREADS=N`` to keep N BLAS threads instead.
 """
 
-from tinygrad_cnn.kernels.numba._threads import claim_cores
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numba
+from tinygrad_cnn.kernels.blas_threads import claim_cores
+
+HERE = Path(__file__).resolve().parent
+
+
+def source_digest(folder: Path = HERE) -> str:
+    """A digest of every ``.py`` file below ``folder`` (names and contents)."""
+    digest = hashlib.sha1()
+    for path in sorted(folder.rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        digest.update(path.relative_to(folder).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def cache_directory(digest: str) -> Path:
+    """Where this version of the backend keeps its compiled kernels."""
+    if numba.config.CACHE_DIR:
+        base = Path(numba.config.CACHE_DIR)
+    elif os.access(HERE, os.W_OK):
+        base = HERE / "__pycache__"
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tinygrad_cnn"
+    return base / f"tinygrad_cnn-{digest}"
+
+
+CACHE_DIR = cache_directory(source_digest())
+
+# The cache location is read when a function is decorated: decorate every family now,
+# under our directory, and leave Numba's setting as it was for everybody else.
+_users_cache_dir = numba.config.CACHE_DIR
+numba.config.CACHE_DIR = str(CACHE_DIR)
+try:
+    from tinygrad_cnn.kernels.numba import batchnorm, conv, pool, residual  # noqa: F401,E402
+finally:
+    numba.config.CACHE_DIR = _users_cache_dir
 
 claim_cores()

@@ -8,9 +8,9 @@ into one contiguous chunk per Numba thread.
 from __future__ import annotations
 
 import numpy as np
+from numba import get_num_threads as num_threads
 from numba import njit, prange
 from numba import uint64 as _u
-from tinygrad_cnn.kernels.numba._threads import num_threads
 
 # Below this many elements one thread does it all: waking the pool costs more than it saves.
 PARALLEL_MIN_SIZE = 1 << 15
@@ -29,11 +29,11 @@ def _add_relu(a, b, y, chunks):
 
 @njit(cache=True, parallel=True, nogil=True)
 def _relu_mask(g, y, out, chunks):
-    """out = g where y > 0, else 0 (reference ``add_relu_backward``)."""
+    """out = 0 where y <= 0, else g (reference ``add_relu_backward``; a NaN y passes g)."""
     size = y.size
     for t in prange(chunks):
         for i in range(t * size // chunks, (t + 1) * size // chunks):
-            out[_u(i)] = g[_u(i)] if y[_u(i)] > 0 else 0
+            out[_u(i)] = 0 if y[_u(i)] <= 0 else g[_u(i)]
 
 
 def _chunks(size: int) -> int:
@@ -50,7 +50,7 @@ def add_relu_forward(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def add_relu_backward(grad_y: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """dL/da = dL/db = grad_y where y > 0, else 0."""
+    """dL/da = dL/db = grad_y where y > 0 (or NaN), else 0."""
     grad_y = np.ascontiguousarray(grad_y)
     y = np.ascontiguousarray(y)
     out = np.empty_like(grad_y)

@@ -15,22 +15,20 @@ Python iterations: readable as the formula, yet fast enough to train small nets.
 
 Layout is PyTorch's: x (N, C, H, W), weight (K, C / groups, KH, KW); with
 ``groups`` G the channels split into G independent blocks, output block g sees
-only input block g. Arguments are already checked by ``nn.functional``:
-``stride=(sh, sw)``, ``padding=(top, bottom, left, right)`` (zeros),
-``dilation=(dh, dw)``; kernels never add bias and always return new arrays.
+only input block g. Every size comes checked in a ``ConvGeometry`` (``g``, see
+``tinygrad_cnn/nn/functional/geometry.py``): ``g.stride=(sh, sw)``,
+``g.padding=(top, bottom, left, right)`` (zeros), ``g.dilation=(dh, dw)``,
+``g.groups``, and the output size ``g.out_height, g.out_width``. Kernels never add
+bias and always return new arrays.
 
-Every backend (numba, cython, cupy) implements these same five functions with
-these same arguments, and is tested against this module.
+Every backend (numba, cython, cupy) implements these same functions with these
+same arguments, and is tested against this module. ``strategy`` is accepted for
+the common interface; this backend has one way of computing each function.
 """
 
 from __future__ import annotations
 
 import numpy as np
-
-
-def output_size(size: int, kernel: int, stride: int, pad_before: int, pad_after: int, dilation: int) -> int:
-    """floor((size + pads - dilation (kernel - 1) - 1) / stride) + 1: positions a dilated kernel fits."""
-    return (size + pad_before + pad_after - dilation * (kernel - 1) - 1) // stride + 1
 
 
 def _pad(x: np.ndarray, padding: tuple[int, int, int, int]) -> np.ndarray:
@@ -49,19 +47,26 @@ def _window(m: int, n: int, out_hw: tuple[int, int], stride, dilation) -> tuple[
     return rows, cols
 
 
-def conv2d_forward(x, weight, stride, padding, dilation, groups):
+STRATEGIES = ("definition",)
+
+
+def choose(geometry, threads: int | None = None) -> str:
+    """The one strategy of this backend (the compiled backends choose among several)."""
+    return "definition"
+
+
+def conv2d_forward(x, weight, geometry, strategy=None):
     """Cross-correlation y[b, k, i, j] = sum_{c, m, n} xpad[b, c, sh i + dh m, sw j + dw n] w[k, c, m, n]
     (c running over the input channels of k's group).
 
     x (N, C, H, W), weight (K, C/G, KH, KW) -> y (N, K, OH, OW),
     OH = (H + top + bottom - dh (KH - 1) - 1) // sh + 1 (likewise OW).
     """
-    n_batch, channels, height, width = x.shape
+    n_batch = x.shape[0]
     out_channels, group_channels, kh, kw = weight.shape
-    g = groups
-    oh = output_size(height, kh, stride[0], padding[0], padding[1], dilation[0])
-    ow = output_size(width, kw, stride[1], padding[2], padding[3], dilation[1])
-    xpad = _pad(x, padding)
+    g, stride, dilation = geometry.groups, geometry.stride, geometry.dilation
+    oh, ow = geometry.out_height, geometry.out_width
+    xpad = _pad(x, geometry.padding)
     # weight[:, :, m, n] as G matrices (K/G, C/G): the channel mixing at one kernel offset
     w = weight.reshape(g, out_channels // g, group_channels, kh, kw)
     y = np.zeros((n_batch, g, out_channels // g, oh * ow), dtype=x.dtype)
@@ -74,17 +79,17 @@ def conv2d_forward(x, weight, stride, padding, dilation, groups):
     return y.reshape(n_batch, out_channels, oh, ow)
 
 
-def conv2d_backward_input(grad_y, weight, input_shape, stride, padding, dilation, groups):
+def conv2d_backward_input(grad_y, weight, geometry, strategy=None):
     """dL/dx: each kernel offset (m, n) sent w[k, c, m, n] * grad_y[b, k, i, j] back to the input
     pixel it read, xpad[b, c, sh i + dh m, sw j + dw n]; sum those contributions, then drop the
     padding (padded zeros are constants, their gradient goes nowhere).
 
     This is also the forward pass of the transposed convolution (the adjoint of conv2d).
     """
-    n_batch, channels, height, width = input_shape
+    n_batch, channels, height, width = geometry.input_shape
     out_channels, group_channels, kh, kw = weight.shape
-    g = groups
-    top, bottom, left, right = padding
+    g, stride, dilation = geometry.groups, geometry.stride, geometry.dilation
+    top, bottom, left, right = geometry.padding
     oh, ow = grad_y.shape[2], grad_y.shape[3]
     gy = grad_y.reshape(n_batch, g, out_channels // g, oh * ow)
     # transpose each group's (K/G, C/G) matrix: the adjoint of a matrix is its transpose
@@ -98,14 +103,15 @@ def conv2d_backward_input(grad_y, weight, input_shape, stride, padding, dilation
     return np.ascontiguousarray(grad_pad[:, :, top : top + height, left : left + width])
 
 
-def conv2d_backward_weight(grad_y, x, weight_shape, stride, padding, dilation, groups):
+def conv2d_backward_weight(grad_y, x, geometry, strategy=None):
     """dL/dw[k, c, m, n] = sum_{b, i, j} grad_y[b, k, i, j] xpad[b, c, sh i + dh m, sw j + dw n]:
     the correlation of the input with the output gradient, one kernel offset at a time."""
     n_batch = x.shape[0]
+    weight_shape = geometry.weight_shape
     out_channels, group_channels, kh, kw = weight_shape
-    g = groups
+    g, stride, dilation = geometry.groups, geometry.stride, geometry.dilation
     oh, ow = grad_y.shape[2], grad_y.shape[3]
-    xpad = _pad(x, padding)
+    xpad = _pad(x, geometry.padding)
     gy = grad_y.reshape(n_batch, g, out_channels // g, oh * ow)
     grad_w = np.zeros((g, out_channels // g, group_channels, kh, kw), dtype=grad_y.dtype)
     for m in range(kh):
@@ -117,7 +123,7 @@ def conv2d_backward_weight(grad_y, x, weight_shape, stride, padding, dilation, g
     return grad_w.reshape(weight_shape)
 
 
-def im2col(x, kernel_size, stride, padding, dilation):
+def im2col(x, geometry):
     """Unfold every receptive field into a column: cols[b, (c, m, n), (i, j)] =
     xpad[b, c, sh i + dh m, sw j + dw n], shape (N, C KH KW, OH OW).
 
@@ -125,11 +131,10 @@ def im2col(x, kernel_size, stride, padding, dilation):
     ``weight.reshape(K, C KH KW)``, so ``weight_matrix @ cols`` is the convolution
     (PyTorch's ``unfold``).
     """
-    n_batch, channels, height, width = x.shape
-    kh, kw = kernel_size
-    oh = output_size(height, kh, stride[0], padding[0], padding[1], dilation[0])
-    ow = output_size(width, kw, stride[1], padding[2], padding[3], dilation[1])
-    xpad = _pad(x, padding)
+    n_batch, channels = x.shape[:2]
+    (kh, kw), stride, dilation = geometry.kernel, geometry.stride, geometry.dilation
+    oh, ow = geometry.out_height, geometry.out_width
+    xpad = _pad(x, geometry.padding)
     cols = np.empty((n_batch, channels, kh, kw, oh, ow), dtype=x.dtype)
     for m in range(kh):
         for n in range(kw):
@@ -138,15 +143,14 @@ def im2col(x, kernel_size, stride, padding, dilation):
     return cols.reshape(n_batch, channels * kh * kw, oh * ow)
 
 
-def col2im(cols, input_shape, kernel_size, stride, padding, dilation):
+def col2im(cols, geometry):
     """The adjoint of :func:`im2col` (PyTorch's ``fold``): every column entry is added back to
     the input pixel it was copied from, so pixels shared by overlapping windows receive the
     sum; the padding border is dropped. Not an inverse: <im2col(x), c> = <x, col2im(c)>."""
-    n_batch, channels, height, width = input_shape
-    kh, kw = kernel_size
-    top, bottom, left, right = padding
-    oh = output_size(height, kh, stride[0], top, bottom, dilation[0])
-    ow = output_size(width, kw, stride[1], left, right, dilation[1])
+    n_batch, channels, height, width = geometry.input_shape
+    (kh, kw), stride, dilation = geometry.kernel, geometry.stride, geometry.dilation
+    top, bottom, left, right = geometry.padding
+    oh, ow = geometry.out_height, geometry.out_width
     blocks = cols.reshape(n_batch, channels, kh, kw, oh, ow)
     xpad = np.zeros((n_batch, channels, height + top + bottom, width + left + right), dtype=cols.dtype)
     for m in range(kh):

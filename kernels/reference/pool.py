@@ -5,31 +5,18 @@ the input row/column read is
 
     h = oh * sh - ph + i * dh,        w = ow * sw - pw + j * dw
 
-and positions outside [0, H) x [0, W) are padding. Output size per axis (PyTorch's
-``pooling_output_shape``):
-
-    out = floor_or_ceil((H + 2 p - d (k - 1) - 1) / s) + 1
-    and with ceil_mode, the last window must start inside the input or the left
-    padding: if (out - 1) * s >= H + p then out -= 1.
+and positions outside [0, H) x [0, W) are padding. Every size comes checked in a
+``PoolGeometry`` (``g``, see ``tinygrad_cnn/nn/functional/geometry.py``), output size
+included (PyTorch's rule, ceil_mode too).
 
 Every kernel loops over the KH * KW window offsets and handles all (n, c, oh, ow) at
 once with one strided slice per offset: readable, and fast enough to train small nets.
-Arguments are trusted (``nn.functional`` validated them); arrays are C-contiguous.
+Arrays are C-contiguous.
 """
 
 from __future__ import annotations
 
 import numpy as np
-
-
-def pool_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int,
-                     ceil_mode: bool) -> int:
-    """Number of windows along one axis (PyTorch's rule, ceil_mode included)."""
-    span = size + 2 * padding - dilation * (kernel - 1) - 1
-    out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1
-    if ceil_mode and (out - 1) * stride >= size + padding:
-        out -= 1
-    return out
 
 
 def _padded(x, fill, kernel_size, stride, padding, dilation, out_hw):
@@ -51,17 +38,20 @@ def _window_slice(i, j, stride, dilation, out_hw):
             slice(j * dw, j * dw + (ow - 1) * sw + 1, sw))
 
 
-def max_pool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode):
+def max_pool2d_forward(x, geometry):
     """y[n, c, oh, ow] = max over the window; indices = argmax as h * W + w.
 
     Padding counts as -inf, so it never wins against a real element. Ties go to the
     first maximum in row-major window order (i, then j), as PyTorch: an offset
-    replaces the current best only if strictly larger. A window holding only padding
-    (possible with dilation) gets value -inf and index -1.
+    replaces the current best only if strictly larger. NaN propagates, as in PyTorch:
+    a NaN is larger than everything, and the last NaN of the window (in that order)
+    is its arg-max. A window holding only padding (possible with dilation) gets value
+    -inf and index -1.
     """
     n, c, h, w = x.shape
-    oh = pool_output_size(h, kernel_size[0], stride[0], padding[0], dilation[0], ceil_mode)
-    ow = pool_output_size(w, kernel_size[1], stride[1], padding[1], dilation[1], ceil_mode)
+    kernel_size, stride, padding, dilation = geometry.kernel, geometry.stride, geometry.padding, \
+        geometry.dilation
+    oh, ow = geometry.out_height, geometry.out_width
     xp = _padded(x, -np.inf, kernel_size, stride, padding, dilation, (oh, ow))
     # input coordinates of each output position's window origin
     rows0 = np.arange(oh) * stride[0] - padding[0]
@@ -75,18 +65,18 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode):
             inside = (((rows >= 0) & (rows < h))[:, None]) & (((cols >= 0) & (cols < w))[None, :])
             candidate = xp[(slice(None), slice(None)) + _window_slice(i, j, stride, dilation, (oh, ow))]
             # the first real element always takes over from "nothing yet" (index -1),
-            # afterwards only a strictly larger one does: first maximum wins
-            take = inside & ((candidate > best) | (indices < 0))
+            # afterwards only a strictly larger one (first maximum wins) or a NaN
+            take = inside & ((candidate > best) | (indices < 0) | np.isnan(candidate))
             best = np.where(take, candidate, best)
             indices = np.where(take, rows[:, None] * w + cols[None, :], indices)
     return best, indices
 
 
-def max_pool2d_backward(grad_y, indices, input_shape):
+def max_pool2d_backward(grad_y, indices, geometry):
     """grad_x[n, c, indices[n, c, oh, ow]] += grad_y[n, c, oh, ow]: each output's gradient
     goes to its single arg-max; an input that is the maximum of overlapping windows
     collects the sum of their gradients."""
-    n, c, h, w = input_shape
+    n, c, h, w = input_shape = geometry.input_shape
     grad_x = np.zeros((n * c, h * w), dtype=grad_y.dtype)
     planes = np.broadcast_to(np.arange(n * c)[:, None], (n * c, indices[0, 0].size))
     flat_idx = indices.reshape(n * c, -1)
@@ -95,44 +85,51 @@ def max_pool2d_backward(grad_y, indices, input_shape):
     return grad_x.reshape(input_shape)
 
 
-def _avg_divisors(size, kernel, stride, padding, out, count_include_pad, dtype):
+def _avg_divisors(size, kernel, stride, padding, out, count_include_pad):
     """Per-axis window sizes used as divisors (PyTorch's rule): the window clipped to the
     padded input [-p, size + p), or, without count_include_pad, to the input [0, size)."""
     start = np.arange(out) * stride - padding
     end = np.minimum(start + kernel, size + padding)
     if not count_include_pad:
         start, end = np.maximum(start, 0), np.minimum(end, size)
-    return (end - start).astype(dtype)
+    return end - start
 
 
-def avg_pool2d_forward(x, kernel_size, stride, padding, ceil_mode, count_include_pad):
+def _divisors(geometry, dtype):
+    """(OH, OW) divisors of the windows: ``divisor_override`` if set, else the clipped
+    window areas."""
+    g = geometry
+    if g.divisor_override is not None:
+        return np.full((g.out_height, g.out_width), g.divisor_override, dtype=dtype)
+    h, w = g.input_shape[2:]
+    div_h = _avg_divisors(h, g.kernel[0], g.stride[0], g.padding[0], g.out_height, g.count_include_pad)
+    div_w = _avg_divisors(w, g.kernel[1], g.stride[1], g.padding[1], g.out_width, g.count_include_pad)
+    return (div_h[:, None] * div_w[None, :]).astype(dtype)
+
+
+def avg_pool2d_forward(x, geometry):
     """y[n, c, oh, ow] = (sum of the window, padding = 0) / divisor, where the divisor is
-    the window area inside the padded input (count_include_pad=True) or inside the
-    input itself (False), as PyTorch."""
-    n, c, h, w = x.shape
-    one = (1, 1)
-    oh = pool_output_size(h, kernel_size[0], stride[0], padding[0], 1, ceil_mode)
-    ow = pool_output_size(w, kernel_size[1], stride[1], padding[1], 1, ceil_mode)
+    ``divisor_override`` if given, else the window area inside the padded input
+    (count_include_pad=True) or inside the input itself (False), as PyTorch."""
+    n, c = x.shape[:2]
+    kernel_size, stride, padding, one = geometry.kernel, geometry.stride, geometry.padding, (1, 1)
+    oh, ow = geometry.out_height, geometry.out_width
     xp = _padded(x, 0, kernel_size, stride, padding, one, (oh, ow))
     total = np.zeros((n, c, oh, ow), dtype=x.dtype)
     for i in range(kernel_size[0]):
         for j in range(kernel_size[1]):
             total += xp[(slice(None), slice(None)) + _window_slice(i, j, stride, one, (oh, ow))]
-    div_h = _avg_divisors(h, kernel_size[0], stride[0], padding[0], oh, count_include_pad, x.dtype)
-    div_w = _avg_divisors(w, kernel_size[1], stride[1], padding[1], ow, count_include_pad, x.dtype)
-    return total / (div_h[:, None] * div_w[None, :])
+    return total / _divisors(geometry, x.dtype)
 
 
-def avg_pool2d_backward(grad_y, input_shape, kernel_size, stride, padding, ceil_mode,
-                        count_include_pad):
+def avg_pool2d_backward(grad_y, geometry):
     """The adjoint of the forward pass: every input position of a window receives
     grad_y / divisor of that window (summed over the windows that contain it)."""
+    input_shape = geometry.input_shape
     n, c, h, w = input_shape
-    one = (1, 1)
+    kernel_size, stride, padding, one = geometry.kernel, geometry.stride, geometry.padding, (1, 1)
     oh, ow = grad_y.shape[2:]
-    div_h = _avg_divisors(h, kernel_size[0], stride[0], padding[0], oh, count_include_pad, grad_y.dtype)
-    div_w = _avg_divisors(w, kernel_size[1], stride[1], padding[1], ow, count_include_pad, grad_y.dtype)
-    share = grad_y / (div_h[:, None] * div_w[None, :])
+    share = grad_y / _divisors(geometry, grad_y.dtype)
     grad_padded = _padded(np.zeros(input_shape, dtype=grad_y.dtype), 0, kernel_size, stride, padding,
                           one, (oh, ow))
     for i in range(kernel_size[0]):

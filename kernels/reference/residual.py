@@ -16,5 +16,6 @@ def add_relu_forward(a, b):
 
 def add_relu_backward(grad_y, y):
     """dL/da = dL/db = grad_y where y > 0, else 0 (0 at the kink, as ReLU); one array,
-    since the same gradient flows to both inputs."""
-    return grad_y * (y > 0)
+    since the same gradient flows to both inputs. Where y is NaN the gradient passes, as
+    in PyTorch (its mask is "not y <= 0")."""
+    return grad_y * ~(y <= 0)

@@ -27,3 +27,7 @@ __all__ = [
     "Identity", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Flatten",
     "Dropout", "CrossEntropyLoss", "NLLLoss", "MSELoss", "BCELoss", "BCEWithLogitsLoss",
 ]
+# ... and the names of the families imported with * above
+from tinygrad_cnn.nn import conv as _conv, normalization as _norm, pooling as _pool, residual as _res  # noqa: E402,I001
+
+__all__ += [*_conv.__all__, *_norm.__all__, *_pool.__all__, *_res.__all__]

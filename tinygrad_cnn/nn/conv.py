@@ -17,7 +17,8 @@ import math
 
 import tinygrad_cnn.nn.functional as F
 from tinygrad_cnn.nn import init
-from tinygrad_cnn.nn.functional.conv import _ints, _is_int, _padding_pairs
+from tinygrad_cnn.nn.functional.checks import check_flag, positive_int
+from tinygrad_cnn.nn.functional.geometry import padding_pairs, sizes, window_count
 from tinygrad_cnn.nn.module import Module, Parameter
 from tinygrad_cnn.tensor import Tensor
 
@@ -32,8 +33,7 @@ _PAD_MODE_OF = {"reflect": "reflect", "replicate": "replicate", "circular": "cir
 
 def _positive(cls: str, **values) -> None:
     for name, n in values.items():
-        if not _is_int(n) or n <= 0:
-            raise ValueError(f"{cls}: {name} must be a positive int, got {n!r}")
+        positive_int(cls, name, n)
 
 
 def _init_weight_and_bias(module: Module, weight_shape, bias_shape, fan_in: int, bias: bool, dtype) -> None:
@@ -66,14 +66,15 @@ class _ConvNd(Module):
         if self._transposed and padding_mode != "zeros":
             raise ValueError(f"{cls}: only padding_mode='zeros' is supported, got {padding_mode!r}")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size = _ints(kernel_size, nd, "kernel_size", cls, 1)
-        self.stride = _ints(stride, nd, "stride", cls, 1)
-        self.dilation = _ints(dilation, nd, "dilation", cls, 1)
-        self.output_padding = _ints(output_padding, nd, "output_padding", cls, 0)
+        check_flag(cls, "bias", bias)
+        self.kernel_size = sizes(cls, "kernel_size", kernel_size, nd)
+        self.stride = sizes(cls, "stride", stride, nd)
+        self.dilation = sizes(cls, "dilation", dilation, nd)
+        self.output_padding = sizes(cls, "output_padding", output_padding, nd, 0)
         if isinstance(padding, str) and self._transposed:
             raise ValueError(f"{cls}: padding must be an int or a tuple, not the name {padding!r}")
         # resolve once to validate (and to know the explicit widths for non-zero padding modes)
-        self._pairs = _padding_pairs(padding, nd, self.kernel_size, self.stride, self.dilation, cls)
+        self._pairs = padding_pairs(cls, padding, nd, self.kernel_size, self.stride, self.dilation)
         self.padding = padding if isinstance(padding, str) else \
             (tuple(padding) if isinstance(padding, (tuple, list)) else (padding,) * nd)
         self.padding_mode = padding_mode
@@ -239,13 +240,13 @@ class LocallyConnected2d(Module):
         cls = "LocallyConnected2d"
         _positive(cls, in_channels=in_channels, out_channels=out_channels)
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.input_size = _ints(input_size, 2, "input_size", cls, 1)
-        self.kernel_size = _ints(kernel_size, 2, "kernel_size", cls, 1)
-        self.stride = _ints(stride, 2, "stride", cls, 1)
+        self.input_size = sizes(cls, "input_size", input_size, 2)
+        self.kernel_size = sizes(cls, "kernel_size", kernel_size, 2)
+        self.stride = sizes(cls, "stride", stride, 2)
         if any(k > n for k, n in zip(self.kernel_size, self.input_size)):
             raise ValueError(f"{cls}: kernel_size {self.kernel_size} is larger than input_size "
                              f"{self.input_size}")
-        self.output_size = tuple((n - k) // s + 1 for n, k, s in
+        self.output_size = tuple(window_count(n, k, s) for n, k, s in
                                  zip(self.input_size, self.kernel_size, self.stride))
         fan_in = in_channels * math.prod(self.kernel_size)
         _init_weight_and_bias(self, (*self.output_size, out_channels, in_channels, *self.kernel_size),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 import tinygrad_cnn.nn.functional as F
+from tinygrad_cnn.nn.functional.checks import check_flag, positive_int
+from tinygrad_cnn.nn.functional.normalization import check_options
 from tinygrad_cnn.nn.module import Module, Parameter
 from tinygrad_cnn.tensor import Tensor, as_dtype
 
@@ -35,14 +37,10 @@ class _BatchNorm(Module):
                  affine: bool = True, track_running_stats: bool = True, dtype=None):
         super().__init__()
         name = type(self).__name__
-        if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) \
-                or num_features <= 0:
-            raise ValueError(f"{name}: num_features must be a positive int, got {num_features!r}")
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
-            raise ValueError(f"{name}: eps must be a positive number, got {eps!r}")
-        if momentum is not None and (isinstance(momentum, bool) or not isinstance(momentum, (int, float))
-                                     or not 0.0 <= momentum <= 1.0):
-            raise ValueError(f"{name}: momentum must be in [0, 1] or None, got {momentum!r}")
+        positive_int(name, "num_features", num_features)
+        check_options(name, eps, momentum, momentum_may_be_none=True)
+        check_flag(name, "affine", affine)
+        check_flag(name, "track_running_stats", track_running_stats)
         dtype = as_dtype(dtype or "float32")
         self.num_features, self.eps, self.momentum = int(num_features), eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats

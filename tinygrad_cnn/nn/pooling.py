@@ -5,7 +5,8 @@ layer is built; whether the input is large enough, when it is called."""
 from __future__ import annotations
 
 import tinygrad_cnn.nn.functional as F
-from tinygrad_cnn.nn.functional.pooling import _adaptive_sizes, _check_norm_type, window_params
+from tinygrad_cnn.nn.functional.geometry import pool_geometry
+from tinygrad_cnn.nn.functional.pooling import adaptive_sizes, check_norm_type
 from tinygrad_cnn.nn.module import Module
 from tinygrad_cnn.tensor import Tensor
 
@@ -21,7 +22,7 @@ class _MaxPoolNd(Module):
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices: bool = False,
                  ceil_mode: bool = False):
         super().__init__()
-        window_params(type(self).__name__, kernel_size, stride, padding, dilation, self._n)
+        pool_geometry(type(self).__name__, self._n, None, kernel_size, stride, padding, dilation, ceil_mode)
         self.kernel_size, self.stride = kernel_size, kernel_size if stride is None else stride
         self.padding, self.dilation = padding, dilation
         self.return_indices, self.ceil_mode = return_indices, ceil_mode
@@ -54,11 +55,13 @@ class _AvgPoolNd(Module):
     _n = 2
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
-                 count_include_pad: bool = True):
+                 count_include_pad: bool = True, divisor_override: int | None = None):
         super().__init__()
-        window_params(type(self).__name__, kernel_size, stride, padding, 1, self._n)
+        pool_geometry(type(self).__name__, self._n, None, kernel_size, stride, padding, 1, ceil_mode,
+                      count_include_pad, divisor_override)
         self.kernel_size, self.stride = kernel_size, kernel_size if stride is None else stride
         self.padding, self.ceil_mode, self.count_include_pad = padding, ceil_mode, count_include_pad
+        self.divisor_override = divisor_override
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -69,13 +72,17 @@ class AvgPool2d(_AvgPoolNd):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
-                            self.count_include_pad)
+                            self.count_include_pad, self.divisor_override)
 
 
 class AvgPool1d(_AvgPoolNd):
     """Mean over each window of length k (see ``F.avg_pool1d``): (N, C, L) -> (N, C, OL)."""
 
     _n = 1
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+                 count_include_pad: bool = True):
+        super().__init__(kernel_size, stride, padding, ceil_mode, count_include_pad)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.avg_pool1d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
@@ -88,8 +95,8 @@ class _LPPoolNd(Module):
     def __init__(self, norm_type: float, kernel_size, stride=None, ceil_mode: bool = False):
         super().__init__()
         name = type(self).__name__
-        _check_norm_type(norm_type, name)
-        window_params(name, kernel_size, stride, 0, 1, self._n)
+        check_norm_type(norm_type, name)
+        pool_geometry(name, self._n, None, kernel_size, stride, 0, 1, ceil_mode)
         self.norm_type, self.kernel_size = norm_type, kernel_size
         self.stride, self.ceil_mode = stride, ceil_mode
 
@@ -120,7 +127,7 @@ class AdaptiveAvgPool2d(Module):
 
     def __init__(self, output_size):
         super().__init__()
-        _adaptive_sizes(output_size, (1, 1), type(self).__name__)  # validates; None = keep input size
+        adaptive_sizes(output_size, (1, 1), type(self).__name__)  # validates; None = keep input size
         self.output_size = output_size
 
     def forward(self, x: Tensor) -> Tensor:
@@ -135,7 +142,7 @@ class AdaptiveAvgPool1d(Module):
 
     def __init__(self, output_size):
         super().__init__()
-        _adaptive_sizes(output_size, (1,), type(self).__name__)
+        adaptive_sizes(output_size, (1,), type(self).__name__)
         self.output_size = output_size
 
     def forward(self, x: Tensor) -> Tensor:
@@ -170,7 +177,7 @@ class GaussianAvgPool2d(Module):
 
     def __init__(self, kernel_size, stride=None, padding=0, sigma: float = 1.0):
         super().__init__()
-        window_params(type(self).__name__, kernel_size, stride, padding, 1, 2)
+        pool_geometry(type(self).__name__, 2, None, kernel_size, stride, padding)
         F.gaussian_window(kernel_size, sigma)  # validates sigma
         self.kernel_size, self.stride = kernel_size, kernel_size if stride is None else stride
         self.padding, self.sigma = padding, sigma

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import tinygrad_cnn.nn.functional as F
 from tinygrad_cnn.nn.conv import Conv2d
+from tinygrad_cnn.nn.functional.checks import positive_int
 from tinygrad_cnn.nn.module import Module, Sequential
 from tinygrad_cnn.nn.normalization import BatchNorm2d
 from tinygrad_cnn.tensor import Tensor
@@ -32,8 +33,7 @@ def _conv(in_channels: int, out_channels: int, kernel_size: int, stride: int) ->
 
 def _check_positive(cls: str, **values) -> None:
     for key, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{cls}: {key} must be a positive int, got {value!r}")
+        positive_int(cls, key, value)
 
 
 def _shortcut(in_channels: int, out_channels: int, stride: int, downsample: Module | None) -> Module | None:

@@ -30,3 +30,8 @@ __all__ = [
     "pad", "cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
 ]
+# ... and the names of the families imported with * above
+from tinygrad_cnn.nn.functional import conv as _conv, normalization as _norm  # noqa: E402,I001
+from tinygrad_cnn.nn.functional import pooling as _pool, residual as _res  # noqa: E402,I001
+
+__all__ += [*_conv.__all__, *_norm.__all__, *_pool.__all__, *_res.__all__]

@@ -68,5 +68,9 @@ def int_tuple(fn: str, name: str, value, n: int, minimum: int = 1) -> tuple[int,
 
 
 def positive_int(fn: str, name: str, value) -> int:
-    """One positive int (channels, features, groups)."""
-    return int_tuple(fn, name, value, 1)[0]
+    """One positive int (channels, features, groups), at most LARGEST_ARGUMENT."""
+    if not is_int(value) or value < 1:
+        raise ValueError(f"{fn}: {name} must be a positive int, got {value!r}")
+    if value > LARGEST_ARGUMENT:
+        raise ValueError(f"{fn}: {name} {value!r} is too large (at most {LARGEST_ARGUMENT})")
+    return int(value)

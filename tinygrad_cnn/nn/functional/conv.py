@@ -19,25 +19,29 @@ learn the flipped kernel), so layers use the cheaper-to-explain correlation.
 
 Layout is NCHW (NCL in 1-D); weights have PyTorch's shapes, conv
 ``(out, in/groups, kH, kW)`` and transposed conv ``(in, out/groups, kH, kW)``,
-so weights can be exchanged with PyTorch models. Every function here checks its
-arguments (a clear ``ValueError``/``TypeError`` naming the values) and then runs
-the kernels of the current backend (``kernel_module("conv", device)``).
+so weights can be exchanged with PyTorch models.
+
+Every public function reads as parse-then-apply: its tensors are checked by
+``checks.check_float_tensors`` and its window arguments parsed once into a
+``ConvGeometry`` (``geometry.py``, the one place that knows strides, paddings,
+dilations, groups and output sizes); then a Function runs the kernels of the current
+backend (``kernel_module("conv", device)``). Each Function records, at forward, the
+backend's kernels and the strategy they chose, and backward runs the same ones.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 from tinygrad_cnn.autograd import Function
 from tinygrad_cnn.device import device_of, xp_of
 from tinygrad_cnn.kernels import kernel_module
-from tinygrad_cnn.nn.functional.checks import (
-    LARGEST_ARGUMENT,
-    check_float_tensors,
-    check_tensor,
-    int_tuple,
-    is_int,
+from tinygrad_cnn.nn.functional.checks import check_float_tensors
+from tinygrad_cnn.nn.functional.geometry import (
+    conv_geometry,
+    conv_transpose_geometry,
+    sizes,
+    window_geometry,
 )
 from tinygrad_cnn.tensor import Tensor
 
@@ -47,121 +51,10 @@ __all__ = [
     "locally_connected2d", "unfold", "fold",
 ]
 
-PADDING_NAMES = ("valid", "same", "full")
 SIGNAL_MODES = ("full", "same", "valid")
-_DIM_NAMES = {1: ("length",), 2: ("height", "width")}
 
 IntOrTuple = int | Sequence[int]
 Padding = int | str | Sequence[int | Sequence[int]]
-
-
-# ------------------------------------------------------------------ argument checks
-def _ints(value, n: int, name: str, fn: str, minimum: int) -> tuple[int, ...]:
-    return int_tuple(fn, name, value, n, minimum)
-
-
-_is_int = is_int
-LARGEST_OUTPUT = 2**31  # elements (8 GiB of float32): beyond that a padding or size is a mistake
-
-
-def _padding_pairs(
-    padding, n: int, kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...], fn: str
-) -> tuple[tuple[int, int], ...]:
-    """(before, after) zero padding per spatial dim.
-
-    ``padding`` is an int (every side), a tuple with one entry per spatial dim (an int for
-    both sides, or a ``(before, after)`` pair), or a name. With D = dilation (kernel - 1)
-    the total span a kernel adds:
-
-    * ``'valid'``: no padding, the kernel only visits positions where it fits;
-    * ``'same'``: total padding D so that the output has the input's size (stride 1 only).
-      When D is odd the odd pixel goes AFTER (right/bottom), as in PyTorch and TensorFlow:
-      before = D // 2, after = D - D // 2;
-    * ``'full'``: D on each side, every position where kernel and input overlap at all.
-    """
-    if isinstance(padding, str):
-        if padding not in PADDING_NAMES:
-            raise ValueError(f"{fn}: padding {padding!r} is not one of {PADDING_NAMES} or an int/tuple")
-        spans = [d * (k - 1) for k, d in zip(kernel, dilation)]
-        if padding == "valid":
-            return tuple((0, 0) for _ in spans)
-        if padding == "full":
-            return tuple((s, s) for s in spans)
-        if any(s != 1 for s in stride):
-            raise ValueError(f"{fn}: padding='same' needs stride 1 (the output could not keep the "
-                             f"input size), got stride {stride}")
-        return tuple((s // 2, s - s // 2) for s in spans)
-    if _is_int(padding):
-        padding = (padding,) * n
-    if not isinstance(padding, (tuple, list)) or len(padding) != n:
-        raise ValueError(f"{fn}: padding must be an int, a name in {PADDING_NAMES}, or a tuple of {n} "
-                         f"entries (an int or a (before, after) pair per spatial dim), got {padding!r}")
-    pairs = []
-    for entry in padding:
-        if _is_int(entry):
-            pair = (int(entry), int(entry))
-        elif isinstance(entry, (tuple, list)) and len(entry) == 2 and all(_is_int(v) for v in entry):
-            pair = (int(entry[0]), int(entry[1]))
-        else:
-            raise ValueError(f"{fn}: padding entry {entry!r} of {padding!r} is neither an int nor a "
-                             "(before, after) pair of ints")
-        if min(pair) < 0:
-            raise ValueError(f"{fn}: padding must be non-negative, got {padding!r}")
-        if max(pair) > LARGEST_ARGUMENT:
-            raise ValueError(f"{fn}: padding {padding!r} is too large (at most {LARGEST_ARGUMENT})")
-        pairs.append(pair)
-    return tuple(pairs)
-
-
-def _check_tensor(value, name: str, fn: str) -> Tensor:
-    return check_tensor(fn, name, value)
-
-
-def _check_same_dtype(fn: str, **tensors: Tensor | None) -> None:
-    check_float_tensors(fn, **tensors)
-
-
-def _check_input_rank(x: Tensor, nd: int, fn: str) -> bool:
-    """True when ``x`` is unbatched (C, *spatial); checks the rank and that nothing is empty."""
-    layout = "(N, C, L)" if nd == 1 else "(N, C, H, W)"
-    if x.ndim not in (nd + 1, nd + 2):
-        raise ValueError(f"{fn}: input must be {nd + 2}-D {layout} or {nd + 1}-D unbatched, "
-                         f"got shape {x.shape}")
-    if 0 in x.shape:
-        raise ValueError(f"{fn}: input of shape {x.shape} is empty")
-    return x.ndim == nd + 1
-
-
-def _check_fits(fn: str, spatial, pairs, kernel, dilation, nd: int) -> None:
-    """The dilated kernel must fit inside the padded input along every spatial dim."""
-    for name, size, (before, after), k, d in zip(_DIM_NAMES[nd], spatial, pairs, kernel, dilation):
-        span = d * (k - 1) + 1
-        if size + before + after < span:
-            raise ValueError(
-                f"{fn}: kernel size {k} (dilation {d}, spans {span}) is larger than the padded input "
-                f"{name} {size + before + after} (input {size} + padding ({before}, {after}))"
-            )
-
-
-def _check_output_size(fn: str, leading: tuple[int, ...], spatial, pairs, kernel, dilation,
-                       stride) -> None:
-    """Refuse outputs of more than LARGEST_OUTPUT elements before anything is allocated (a huge
-    padding would otherwise end in numpy's MemoryError from inside a kernel). Output size per
-    dim: (size + before + after - dilation (kernel - 1) - 1) // stride + 1."""
-    geometry = zip(spatial, pairs, kernel, dilation, stride)
-    shape = (*leading, *((size + before + after - d * (k - 1) - 1) // st + 1
-                         for size, (before, after), k, d, st in geometry))
-    if math.prod(shape) > LARGEST_OUTPUT:
-        raise ValueError(f"{fn}: the output would have shape {shape} ({math.prod(shape):,} elements, "
-                         f"more than {LARGEST_OUTPUT:,}): check the padding, stride and sizes")
-
-
-def _to_kernel_args(nd: int, stride, pairs, dilation):
-    """Lift 1-D arguments to the 2-D kernel interface: a signal is an image of height 1."""
-    if nd == 1:
-        stride, dilation, pairs = (1, *stride), (1, *dilation), ((0, 0), *pairs)
-    (top, bottom), (left, right) = pairs
-    return tuple(stride), (top, bottom, left, right), tuple(dilation)
 
 
 # ------------------------------------------------------------------------ Functions
@@ -178,22 +71,24 @@ class Conv2dFunction(Function):
     dL/dx = conv2d_backward_input(G, w)  (the transposed convolution of G),
     dL/dw = conv2d_backward_weight(G, x) (the correlation of x with G),
     dL/db[k] = sum of G[:, k] over batch and positions.
+
+    ``plan``: the backend's way of computing it (its ``choose(geometry)`` when None; tests
+    pass their own to run every strategy). Backward runs the same plan.
     """
 
-    def forward(self, x, weight, bias=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1):
+    def forward(self, x, weight, bias=None, geometry=None, plan=None):
         self.kernels = kernel_module("conv", device_of(x))
-        self.x, self.weight = _contiguous(x), _contiguous(weight)
-        self.options = (stride, padding, dilation, groups)
+        self.plan = self.kernels.choose(geometry) if plan is None else plan
+        self.x, self.weight, self.geometry = _contiguous(x), _contiguous(weight), geometry
         self.has_bias = bias is not None
-        y = self.kernels.conv2d_forward(self.x, self.weight, *self.options)
+        y = self.kernels.conv2d_forward(self.x, self.weight, geometry, self.plan)
         return y + bias.reshape(1, -1, 1, 1) if self.has_bias else y
 
     def backward(self, g):
         g = _contiguous(g)
-        needs = self.needs_input_grad
-        k, opts = self.kernels, self.options
-        gx = k.conv2d_backward_input(g, self.weight, self.x.shape, *opts) if needs[0] else None
-        gw = k.conv2d_backward_weight(g, self.x, self.weight.shape, *opts) if needs[1] else None
+        needs, k, geometry, plan = self.needs_input_grad, self.kernels, self.geometry, self.plan
+        gx = k.conv2d_backward_input(g, self.weight, geometry, plan) if needs[0] else None
+        gw = k.conv2d_backward_weight(g, self.x, geometry, plan) if needs[1] else None
         if not self.has_bias:
             return gx, gw
         return gx, gw, g.sum(axis=(0, 2, 3)) if needs[2] else None
@@ -202,38 +97,38 @@ class Conv2dFunction(Function):
 class ConvTranspose2dFunction(Function):
     """y = A_w^T x + b: the adjoint of the convolution A_w whose weight is ``w``.
 
-    The forward pass is exactly conv2d's input gradient, so by construction
+    ``geometry`` is that convolution's (its input is y, its output has x's shape, or
+    ``conv_hw`` positions when output_padding >= stride adds positions that only zeros of
+    x reach). The forward pass is exactly conv2d's input gradient, so by construction
     <conv2d(u, w), x> = <u, conv_transpose2d(x, w)> for all u, x. Backward:
     dL/dx = conv2d(G, w) (the adjoint of the adjoint), dL/dw = conv2d_backward_weight
     with the roles of input and output gradient swapped, dL/db = sum of G.
     """
 
-    def forward(self, x, weight, bias=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1),
-                groups=1, output_shape=(), conv_output_hw=()):
+    def forward(self, x, weight, bias=None, geometry=None, conv_hw=()):
         xp = xp_of(x)
         self.kernels = kernel_module("conv", device_of(x))
+        self.plan = self.kernels.choose(geometry)
         self.in_hw = x.shape[2:]
-        if tuple(conv_output_hw) != tuple(self.in_hw):
-            # output_padding >= stride: the forward conv of the output would have more positions
-            # than x; those extra positions are zeros of x (nothing flows from them)
-            grown = xp.zeros(x.shape[:2] + tuple(conv_output_hw), dtype=x.dtype)
+        if tuple(conv_hw) != tuple(self.in_hw):
+            # the extra positions of the forward conv are zeros of x (nothing flows from them)
+            grown = xp.zeros(x.shape[:2] + tuple(conv_hw), dtype=x.dtype)
             grown[:, :, : x.shape[2], : x.shape[3]] = x
             x = grown
-        self.x, self.weight = _contiguous(x), _contiguous(weight)
-        self.options = (stride, padding, dilation, groups)
+        self.x, self.weight, self.geometry = _contiguous(x), _contiguous(weight), geometry
         self.has_bias = bias is not None
-        y = self.kernels.conv2d_backward_input(self.x, self.weight, tuple(output_shape), *self.options)
+        y = self.kernels.conv2d_backward_input(self.x, self.weight, geometry, self.plan)
         return y + bias.reshape(1, -1, 1, 1) if self.has_bias else y
 
     def backward(self, g):
         g = _contiguous(g)
-        needs = self.needs_input_grad
+        needs, k, geometry, plan = self.needs_input_grad, self.kernels, self.geometry, self.plan
         gx = gw = None
         if needs[0]:
             h, w = self.in_hw
-            gx = _contiguous(self.kernels.conv2d_forward(g, self.weight, *self.options)[:, :, :h, :w])
+            gx = _contiguous(k.conv2d_forward(g, self.weight, geometry, plan)[:, :, :h, :w])
         if needs[1]:
-            gw = self.kernels.conv2d_backward_weight(self.x, g, self.weight.shape, *self.options)
+            gw = k.conv2d_backward_weight(self.x, g, geometry, plan)
         if not self.has_bias:
             return gx, gw
         return gx, gw, g.sum(axis=(0, 2, 3)) if needs[2] else None
@@ -242,26 +137,23 @@ class ConvTranspose2dFunction(Function):
 class Unfold(Function):
     """im2col: cols[b, (c, m, n), (i, j)] = xpad[b, c, sh i + dh m, sw j + dw n]; backward is col2im."""
 
-    def forward(self, x, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1)):
-        self.kernels = kernel_module("conv", device_of(x))
-        self.shape, self.options = x.shape, (kernel_size, stride, padding, dilation)
-        return self.kernels.im2col(_contiguous(x), *self.options)
+    def forward(self, x, geometry=None):
+        self.kernels, self.geometry = kernel_module("conv", device_of(x)), geometry
+        return self.kernels.im2col(_contiguous(x), geometry)
 
     def backward(self, g):
-        return self.kernels.col2im(_contiguous(g), self.shape, *self.options)
+        return self.kernels.col2im(_contiguous(g), self.geometry)
 
 
 class Fold(Function):
     """col2im: add every column entry back onto the pixel it came from; backward is im2col."""
 
-    def forward(self, cols, output_shape=(), kernel_size=(1, 1), stride=(1, 1), padding=(0, 0, 0, 0),
-                dilation=(1, 1)):
-        self.kernels = kernel_module("conv", device_of(cols))
-        self.options = (kernel_size, stride, padding, dilation)
-        return self.kernels.col2im(_contiguous(cols), tuple(output_shape), *self.options)
+    def forward(self, cols, geometry=None):
+        self.kernels, self.geometry = kernel_module("conv", device_of(cols)), geometry
+        return self.kernels.col2im(_contiguous(cols), geometry)
 
     def backward(self, g):
-        return self.kernels.im2col(_contiguous(g), *self.options)
+        return self.kernels.im2col(_contiguous(g), self.geometry)
 
 
 class LocallyConnected2dFunction(Function):
@@ -272,13 +164,12 @@ class LocallyConnected2dFunction(Function):
     with col2im, dL/dW_l = sum over the batch of G[:, :, l] cols[:, :, l]^T.
     """
 
-    def forward(self, x, weight, bias=None, stride=(1, 1)):
+    def forward(self, x, weight, bias=None, geometry=None):
         xp = xp_of(x)
-        self.kernels = kernel_module("conv", device_of(x))
+        self.kernels, self.geometry = kernel_module("conv", device_of(x)), geometry
         oh, ow, k, c, kh, kw = weight.shape
-        self.options = ((kh, kw), stride, (0, 0, 0, 0), (1, 1))
-        self.x_shape, self.w_shape, self.has_bias = x.shape, weight.shape, bias is not None
-        self.cols = self.kernels.im2col(_contiguous(x), *self.options)  # (N, J, L)
+        self.w_shape, self.has_bias = weight.shape, bias is not None
+        self.cols = self.kernels.im2col(_contiguous(x), geometry)  # (N, J, L)
         self.w = weight.reshape(oh * ow, k, c * kh * kw)  # (L, K, J)
         # (L, K, J) @ (L, J, N) -> (L, K, N) -> (N, K, L)
         y = xp.matmul(self.w, self.cols.transpose(2, 1, 0)).transpose(2, 1, 0)
@@ -292,7 +183,7 @@ class LocallyConnected2dFunction(Function):
         gx = gw = None
         if self.needs_input_grad[0]:
             gcols = xp.matmul(self.w.transpose(0, 2, 1), gl).transpose(2, 1, 0)  # (N, J, L)
-            gx = self.kernels.col2im(_contiguous(gcols), self.x_shape, *self.options)
+            gx = self.kernels.col2im(_contiguous(gcols), self.geometry)
         if self.needs_input_grad[1]:
             gw = xp.matmul(gl, self.cols.transpose(2, 0, 1)).reshape(self.w_shape)  # (L, K, J)
         if not self.has_bias:
@@ -300,49 +191,39 @@ class LocallyConnected2dFunction(Function):
         return gx, gw, g.sum(axis=0) if self.needs_input_grad[2] else None
 
 
+# ------------------------------------------------------------------------ input layout
+def _spatial_input(fn: str, x: Tensor, nd: int) -> bool:
+    """True when ``x`` is unbatched (C, *spatial); checks the rank and that nothing is empty."""
+    layout = "(N, C, L)" if nd == 1 else "(N, C, H, W)"
+    if x.ndim not in (nd + 1, nd + 2):
+        raise ValueError(f"{fn}: input must be {nd + 2}-D {layout} or {nd + 1}-D unbatched, "
+                         f"got shape {x.shape}")
+    if 0 in x.shape:
+        raise ValueError(f"{fn}: input of shape {x.shape} is empty")
+    return x.ndim == nd + 1
+
+
+def _as_image(t: Tensor, nd: int, unbatched: bool = False) -> Tensor:
+    """(C, *spatial) or (N, C, *spatial) as (N, C, H, W): a batch of one, a signal of height 1."""
+    t = t.unsqueeze(0) if unbatched else t
+    return t.unsqueeze(2) if nd == 1 else t
+
+
+def _from_image(y: Tensor, nd: int, unbatched: bool) -> Tensor:
+    y = y.squeeze(2) if nd == 1 else y
+    return y.squeeze(0) if unbatched else y
+
+
 # ------------------------------------------------------------- cross-correlation layers
 def _conv_nd(fn: str, nd: int, x, weight, bias, stride, padding, dilation, groups) -> Tensor:
-    _check_tensor(x, "input", fn)
-    _check_tensor(weight, "weight", fn)
-    if bias is not None:
-        _check_tensor(bias, "bias", fn)
-    _check_same_dtype(fn, input=x, weight=weight, bias=bias)
-    unbatched = _check_input_rank(x, nd, fn)
-    if weight.ndim != nd + 2:
-        layout = "(out_channels, in_channels/groups, kL)" if nd == 1 else \
-            "(out_channels, in_channels/groups, kH, kW)"
-        raise ValueError(f"{fn}: weight must be {nd + 2}-D {layout}, got shape {weight.shape} "
-                         f"({weight.ndim}-D)")
-    if 0 in weight.shape:
-        raise ValueError(f"{fn}: weight of shape {weight.shape} is empty")
-    if not _is_int(groups) or groups < 1:
-        raise ValueError(f"{fn}: groups must be a positive int, got {groups!r}")
-    if unbatched:
-        x = x.unsqueeze(0)
-    channels, out_channels = x.shape[1], weight.shape[0]
-    if channels % groups or out_channels % groups:
-        raise ValueError(f"{fn}: in_channels {channels} and out_channels {out_channels} must both be "
-                         f"divisible by groups {groups}")
-    if weight.shape[1] != channels // groups:
-        raise ValueError(f"{fn}: weight of shape {weight.shape} expects {weight.shape[1] * groups} input "
-                         f"channels (weight.shape[1] * groups = {weight.shape[1]} * {groups}), but the "
-                         f"input of shape {x.shape} has {channels}")
-    if bias is not None and bias.shape != (out_channels,):
-        raise ValueError(f"{fn}: bias must have shape ({out_channels},), got {bias.shape}")
-    kernel = weight.shape[2:]
-    stride = _ints(stride, nd, "stride", fn, 1)
-    dilation = _ints(dilation, nd, "dilation", fn, 1)
-    pairs = _padding_pairs(padding, nd, kernel, stride, dilation, fn)
-    _check_fits(fn, x.shape[2:], pairs, kernel, dilation, nd)
-    _check_output_size(fn, (x.shape[0], out_channels), x.shape[2:], pairs, kernel, dilation, stride)
-    s2, p2, d2 = _to_kernel_args(nd, stride, pairs, dilation)
-    if nd == 1:
-        x, weight = x.unsqueeze(2), weight.unsqueeze(2)
-    inputs = (x, weight) if bias is None else (x, weight, bias)
-    y = Conv2dFunction.apply(*inputs, stride=s2, padding=p2, dilation=d2, groups=int(groups))
-    if nd == 1:
-        y = y.squeeze(2)
-    return y.squeeze(0) if unbatched else y
+    check_float_tensors(fn, input=x, weight=weight, bias=bias)
+    unbatched = _spatial_input(fn, x, nd)
+    batched_shape = (1, *x.shape) if unbatched else x.shape
+    geometry = conv_geometry(fn, nd, batched_shape, weight.shape, None if bias is None else bias.shape,
+                             stride, padding, dilation, groups)
+    inputs = (_as_image(x, nd, unbatched), _as_image(weight, nd)) + (() if bias is None else (bias,))
+    y = Conv2dFunction.apply(*inputs, geometry=geometry)
+    return _from_image(y, nd, unbatched)
 
 
 def conv2d(
@@ -397,62 +278,15 @@ def conv1d(
 # ----------------------------------------------------------------- transposed convolution
 def _conv_transpose_nd(fn: str, nd: int, x, weight, bias, stride, padding, output_padding, groups,
                        dilation) -> Tensor:
-    _check_tensor(x, "input", fn)
-    _check_tensor(weight, "weight", fn)
-    if bias is not None:
-        _check_tensor(bias, "bias", fn)
-    _check_same_dtype(fn, input=x, weight=weight, bias=bias)
-    unbatched = _check_input_rank(x, nd, fn)
-    if weight.ndim != nd + 2:
-        raise ValueError(f"{fn}: weight must be {nd + 2}-D (in_channels, out_channels/groups, "
-                         f"{'kL' if nd == 1 else 'kH, kW'}), got shape {weight.shape}")
-    if 0 in weight.shape:
-        raise ValueError(f"{fn}: weight of shape {weight.shape} is empty")
-    if not _is_int(groups) or groups < 1:
-        raise ValueError(f"{fn}: groups must be a positive int, got {groups!r}")
-    if unbatched:
-        x = x.unsqueeze(0)
-    channels = x.shape[1]
-    if channels % groups:
-        raise ValueError(f"{fn}: in_channels {channels} must be divisible by groups {groups}")
-    if weight.shape[0] != channels:
-        raise ValueError(f"{fn}: weight of shape {weight.shape} expects {weight.shape[0]} input channels "
-                         f"(weight.shape[0]), but the input of shape {x.shape} has {channels}")
-    out_channels = weight.shape[1] * groups
-    if bias is not None and bias.shape != (out_channels,):
-        raise ValueError(f"{fn}: bias must have shape ({out_channels},), got {bias.shape}")
-    kernel = weight.shape[2:]
-    stride = _ints(stride, nd, "stride", fn, 1)
-    dilation = _ints(dilation, nd, "dilation", fn, 1)
-    out_pad = _ints(output_padding, nd, "output_padding", fn, 0)
-    if isinstance(padding, str):
-        raise ValueError(f"{fn}: padding must be an int or a tuple, not the name {padding!r}")
-    pairs = _padding_pairs(padding, nd, kernel, stride, dilation, fn)
-    for op, s, d in zip(out_pad, stride, dilation):
-        if op >= s and op >= d:
-            raise ValueError(f"{fn}: output_padding {output_padding!r} must be smaller than either "
-                             f"stride {stride} or dilation {dilation}")
-    out_sizes, conv_sizes = [], []
-    for name, size, (before, after), k, s, d, op in zip(_DIM_NAMES[nd], x.shape[2:], pairs, kernel,
-                                                        stride, dilation, out_pad):
-        out = (size - 1) * s - before - after + d * (k - 1) + op + 1
-        if out < 1:
-            raise ValueError(f"{fn}: output {name} (size - 1) * stride - padding + dilation * (kernel - 1) "
-                             f"+ output_padding + 1 = ({size} - 1) * {s} - {before + after} + {d} * "
-                             f"({k} - 1) + {op} + 1 = {out} is not positive")
-        out_sizes.append(out)
-        conv_sizes.append(size + op // s)  # positions the forward conv of the output has
-    s2, p2, d2 = _to_kernel_args(nd, stride, pairs, dilation)
-    if nd == 1:
-        x, weight = x.unsqueeze(2), weight.unsqueeze(2)
-        out_sizes, conv_sizes = [1, *out_sizes], [1, *conv_sizes]
-    output_shape = (x.shape[0], out_channels, *out_sizes)
-    inputs = (x, weight) if bias is None else (x, weight, bias)
-    y = ConvTranspose2dFunction.apply(*inputs, stride=s2, padding=p2, dilation=d2, groups=int(groups),
-                                      output_shape=output_shape, conv_output_hw=tuple(conv_sizes))
-    if nd == 1:
-        y = y.squeeze(2)
-    return y.squeeze(0) if unbatched else y
+    check_float_tensors(fn, input=x, weight=weight, bias=bias)
+    unbatched = _spatial_input(fn, x, nd)
+    batched_shape = (1, *x.shape) if unbatched else x.shape
+    geometry, conv_hw = conv_transpose_geometry(fn, nd, batched_shape, weight.shape,
+                                                None if bias is None else bias.shape, stride, padding,
+                                                output_padding, groups, dilation)
+    inputs = (_as_image(x, nd, unbatched), _as_image(weight, nd)) + (() if bias is None else (bias,))
+    y = ConvTranspose2dFunction.apply(*inputs, geometry=geometry, conv_hw=conv_hw)
+    return _from_image(y, nd, unbatched)
 
 
 def conv_transpose2d(
@@ -503,9 +337,7 @@ def conv_transpose1d(
 
 # ----------------------------------------------------- signal-processing convolution
 def _signal_nd(fn: str, nd: int, x, kernel, mode: str, flip: bool) -> Tensor:
-    _check_tensor(x, "input", fn)
-    _check_tensor(kernel, "kernel", fn)
-    _check_same_dtype(fn, input=x, kernel=kernel)
+    check_float_tensors(fn, input=x, kernel=kernel)
     if mode not in SIGNAL_MODES:
         raise ValueError(f"{fn}: mode must be one of {SIGNAL_MODES}, got {mode!r}")
     if kernel.ndim != nd:
@@ -591,44 +423,29 @@ def locally_connected2d(x: Tensor, weight: Tensor, bias: Tensor | None = None,
     kernel equal it is :func:`conv2d`.
     """
     fn = "locally_connected2d"
-    _check_tensor(x, "input", fn)
-    _check_tensor(weight, "weight", fn)
-    if bias is not None:
-        _check_tensor(bias, "bias", fn)
-    _check_same_dtype(fn, input=x, weight=weight, bias=bias)
+    check_float_tensors(fn, input=x, weight=weight, bias=bias)
     if x.ndim != 4 or 0 in x.shape:
         raise ValueError(f"{fn}: input must be a non-empty 4-D (N, C, H, W) tensor, got shape {x.shape}")
     if weight.ndim != 6 or 0 in weight.shape:
         raise ValueError(f"{fn}: weight must be 6-D (OH, OW, out_channels, in_channels, kH, kW), "
                          f"got shape {weight.shape}")
-    stride = _ints(stride, 2, "stride", fn, 1)
     oh, ow, k, c, kh, kw = weight.shape
     if c != x.shape[1]:
         raise ValueError(f"{fn}: weight of shape {weight.shape} expects {c} input channels, "
                          f"the input of shape {x.shape} has {x.shape[1]}")
-    _check_fits(fn, x.shape[2:], ((0, 0), (0, 0)), (kh, kw), (1, 1), 2)
-    expected = ((x.shape[2] - kh) // stride[0] + 1, (x.shape[3] - kw) // stride[1] + 1)
+    geometry = window_geometry(fn, x.shape, (kh, kw), 1, 0, stride)
+    expected = (geometry.out_height, geometry.out_width)
     if (oh, ow) != expected:
         raise ValueError(f"{fn}: weight of shape {weight.shape} is for a {oh}x{ow} output, but an input "
-                         f"of shape {x.shape} with kernel {(kh, kw)} and stride {stride} gives "
+                         f"of shape {x.shape} with kernel {(kh, kw)} and stride {geometry.stride} gives "
                          f"{expected[0]}x{expected[1]}")
     if bias is not None and bias.shape != (k, oh, ow):
         raise ValueError(f"{fn}: bias must have shape {(k, oh, ow)}, got {bias.shape}")
     inputs = (x, weight) if bias is None else (x, weight, bias)
-    return LocallyConnected2dFunction.apply(*inputs, stride=stride)
+    return LocallyConnected2dFunction.apply(*inputs, geometry=geometry)
 
 
 # ------------------------------------------------------------------------ im2col / col2im
-def _unfold_args(fn, kernel_size, dilation, padding, stride):
-    kernel = _ints(kernel_size, 2, "kernel_size", fn, 1)
-    dilation = _ints(dilation, 2, "dilation", fn, 1)
-    stride = _ints(stride, 2, "stride", fn, 1)
-    if isinstance(padding, str):
-        raise ValueError(f"{fn}: padding must be an int or a tuple, not the name {padding!r}")
-    pairs = _padding_pairs(padding, 2, kernel, stride, dilation, fn)
-    return kernel, dilation, pairs, stride
-
-
 def unfold(x: Tensor, kernel_size: IntOrTuple, dilation: IntOrTuple = 1, padding: Padding = 0,
            stride: IntOrTuple = 1) -> Tensor:
     """im2col (PyTorch's ``F.unfold``): copy every receptive field into a column,
@@ -639,15 +456,10 @@ def unfold(x: Tensor, kernel_size: IntOrTuple, dilation: IntOrTuple = 1, padding
     ``w.reshape(K, -1) @ cols`` (how many fast convolutions are computed).
     """
     fn = "unfold"
-    _check_tensor(x, "input", fn)
+    check_float_tensors(fn, input=x)
     if x.ndim != 4 or 0 in x.shape:
         raise ValueError(f"{fn}: input must be a non-empty 4-D (N, C, H, W) tensor, got shape {x.shape}")
-    kernel, dilation, pairs, stride = _unfold_args(fn, kernel_size, dilation, padding, stride)
-    _check_fits(fn, x.shape[2:], pairs, kernel, dilation, 2)
-    _check_output_size(fn, (x.shape[0], x.shape[1] * math.prod(kernel)), x.shape[2:], pairs, kernel,
-                       dilation, stride)
-    s2, p2, d2 = _to_kernel_args(2, stride, pairs, dilation)
-    return Unfold.apply(x, kernel_size=kernel, stride=s2, padding=p2, dilation=d2)
+    return Unfold.apply(x, geometry=window_geometry(fn, x.shape, kernel_size, dilation, padding, stride))
 
 
 def fold(cols: Tensor, output_size: IntOrTuple, kernel_size: IntOrTuple, dilation: IntOrTuple = 1,
@@ -657,20 +469,19 @@ def fold(cols: Tensor, output_size: IntOrTuple, kernel_size: IntOrTuple, dilatio
     from, so overlapping windows sum (fold(unfold(x)) multiplies each pixel by the number of
     windows covering it)."""
     fn = "fold"
-    _check_tensor(cols, "input", fn)
-    kernel, dilation, pairs, stride = _unfold_args(fn, kernel_size, dilation, padding, stride)
-    size = _ints(output_size, 2, "output_size", fn, 1)
+    check_float_tensors(fn, input=cols)
     if cols.ndim != 3 or 0 in cols.shape:
         raise ValueError(f"{fn}: input must be a non-empty 3-D (N, C kH kW, L) tensor, "
                          f"got shape {cols.shape}")
-    _check_fits(fn, size, pairs, kernel, dilation, 2)
+    size = sizes(fn, "output_size", output_size, 2)
+    kernel = sizes(fn, "kernel_size", kernel_size, 2)
     area = kernel[0] * kernel[1]
-    blocks = 1
-    for n, (before, after), k, d, s in zip(size, pairs, kernel, dilation, stride):
-        blocks *= (n + before + after - d * (k - 1) - 1) // s + 1
-    if cols.shape[1] % area or cols.shape[2] != blocks:
-        raise ValueError(f"{fn}: input of shape {cols.shape} needs dim 1 divisible by kH kW = {area} and "
-                         f"dim 2 equal to the {blocks} sliding positions over output_size {size}")
-    output_shape = (cols.shape[0], cols.shape[1] // area, *size)
-    s2, p2, d2 = _to_kernel_args(2, stride, pairs, dilation)
-    return Fold.apply(cols, output_shape=output_shape, kernel_size=kernel, stride=s2, padding=p2, dilation=d2)
+    if cols.shape[1] % area:
+        raise ValueError(f"{fn}: input of shape {cols.shape} needs dim 1 divisible by kH kW = {area}")
+    geometry = window_geometry(fn, (cols.shape[0], cols.shape[1] // area, *size), kernel, dilation, padding,
+                               stride)
+    blocks = geometry.out_height * geometry.out_width
+    if cols.shape[2] != blocks:
+        raise ValueError(f"{fn}: input of shape {cols.shape} needs dim 2 equal to the {blocks} sliding "
+                         f"positions over output_size {size}")
+    return Fold.apply(cols, geometry=geometry)

@@ -22,7 +22,8 @@ import numpy as np
 from tinygrad_cnn.autograd import Function, no_grad
 from tinygrad_cnn.device import array_module, device_of, xp_of
 from tinygrad_cnn.kernels import kernel_module
-from tinygrad_cnn.tensor import FLOAT_DTYPES, Tensor
+from tinygrad_cnn.nn.functional.checks import check_flag, check_float_tensors
+from tinygrad_cnn.tensor import Tensor
 
 __all__ = ["batch_norm"]
 
@@ -30,24 +31,19 @@ __all__ = ["batch_norm"]
 class BatchNormTrainFunction(Function):
     """Training-mode batch norm of x viewed as (N, C, L), on the ``batchnorm`` kernels.
 
-    forward: (y, mean, inv_std) = batch_norm_forward_train(x, weight, bias, eps); if a
-    list is passed as ``batch_stats`` it receives (mean, inv_std), which the running
-    statistics need. backward: batch_norm_backward gives the gradients of x, weight
-    and bias in one pass (see the kernel for the formula).
+    forward returns (y, mean, inv_std): y is the differentiable output, the batch
+    statistics (C,) are side results the running statistics need. backward:
+    batch_norm_backward gives the gradients of x, weight and bias in one pass (see the
+    kernel for the formula).
     """
 
-    def forward(self, x, weight, bias, eps=1e-5, batch_stats=None):
+    def forward(self, x, weight, bias, eps=1e-5):
         xp = xp_of(x)
         self.kernels = kernel_module("batchnorm", device_of(x))
-        x = xp.ascontiguousarray(x)
-        # kernels take one dtype: parameters follow the input (their gradients are cast back)
-        weight = xp.ascontiguousarray(weight, dtype=x.dtype)
-        y, mean, inv_std = self.kernels.batch_norm_forward_train(
-            x, weight, xp.ascontiguousarray(bias, dtype=x.dtype), eps)
+        x, weight = xp.ascontiguousarray(x), xp.ascontiguousarray(weight)
+        y, mean, inv_std = self.kernels.batch_norm_forward_train(x, weight, xp.ascontiguousarray(bias), eps)
         self.x, self.mean, self.inv_std, self.weight = x, mean, inv_std, weight
-        if batch_stats is not None:
-            batch_stats.extend((mean, inv_std))
-        return y
+        return y, mean, inv_std
 
     def backward(self, g):
         grad_x, grad_weight, grad_bias = self.kernels.batch_norm_backward(
@@ -56,16 +52,22 @@ class BatchNormTrainFunction(Function):
         return grad_x, grad_weight if need[1] else None, grad_bias if need[2] else None
 
 
-def _check_channel_vector(t: Tensor | None, name: str, c: int, x: Tensor) -> None:
-    if t is None:
+def check_options(fn: str, eps, momentum, momentum_may_be_none: bool = False) -> None:
+    """eps > 0 and finite; momentum in [0, 1] (or None where the layer allows the cumulative
+    average)."""
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < float("inf"):
+        raise ValueError(f"{fn}: eps must be a positive number, got {eps!r}")
+    if momentum is None and momentum_may_be_none:
         return
-    if not isinstance(t, Tensor):
-        raise TypeError(f"batch_norm: {name} must be a Tensor or None, got {type(t).__name__}")
-    if t.shape != (c,):
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0.0 <= momentum <= 1.0:
+        rule = "in [0, 1] or None" if momentum_may_be_none else "a number in [0, 1]"
+        raise ValueError(f"{fn}: momentum must be {rule}, got {momentum!r}")
+
+
+def _check_channel_vector(t: Tensor | None, name: str, c: int, x: Tensor) -> None:
+    if t is not None and t.shape != (c,):
         raise ValueError(f"batch_norm: {name} has shape {t.shape}, expected ({c},) for input of shape "
                          f"{x.shape} (C = {c} channels)")
-    if t.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"batch_norm: {name} must be float32 or float64, got {t.dtype}")
 
 
 def batch_norm(
@@ -86,31 +88,28 @@ def batch_norm(
     variance for running_var. ``training=False``: normalize by the running statistics,
     y = x scale + shift with scale = weight / sqrt(running_var + eps) and
     shift = bias - running_mean scale (differentiable in x, weight and bias).
-    ``weight``/``bias`` (C,) default to 1 and 0. Returns y of x's shape.
+    ``weight``/``bias`` (C,) default to 1 and 0. All tensors share x's dtype.
+    Returns y of x's shape.
     """
-    if not isinstance(x, Tensor):
-        raise TypeError(f"batch_norm: input must be a Tensor, got {type(x).__name__}")
+    fn = "batch_norm"
+    check_float_tensors(fn, input=x, running_mean=running_mean, running_var=running_var, weight=weight,
+                        bias=bias)
     if x.ndim < 2:
-        raise ValueError(f"batch_norm: input must be (N, C, *), got shape {x.shape}")
-    if x.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"batch_norm: input must be float32 or float64, got {x.dtype}")
+        raise ValueError(f"{fn}: input must be (N, C, *), got shape {x.shape}")
     if 0 in x.shape:
-        raise ValueError(f"batch_norm: input of shape {x.shape} is empty")
+        raise ValueError(f"{fn}: input of shape {x.shape} is empty")
     c = x.shape[1]
     for name, t in (("running_mean", running_mean), ("running_var", running_var),
                     ("weight", weight), ("bias", bias)):
         _check_channel_vector(t, name, c, x)
     if (running_mean is None) != (running_var is None):
-        raise ValueError("batch_norm: running_mean and running_var must both be given or both be None")
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < float("inf"):
-        raise ValueError(f"batch_norm: eps must be a positive number, got {eps!r}")
+        raise ValueError(f"{fn}: running_mean and running_var must both be given or both be None")
+    training = check_flag(fn, "training", training)
+    check_options(fn, eps, momentum if training else 0.0)
     if training:
-        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) \
-                or not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"batch_norm: momentum must be a number in [0, 1], got {momentum!r}")
         return _batch_norm_train(x, running_mean, running_var, weight, bias, momentum, eps)
     if running_mean is None:
-        raise ValueError("batch_norm: running_mean and running_var are needed when training=False")
+        raise ValueError(f"{fn}: running_mean and running_var are needed when training=False")
     shape = (1, c) + (1,) * (x.ndim - 2)  # broadcast a per-channel vector over N and *
     scale = (running_var + float(eps)) ** -0.5
     if weight is not None:
@@ -118,26 +117,7 @@ def batch_norm(
     shift = -running_mean * scale
     if bias is not None:
         shift = shift + bias
-    # the output keeps x's dtype, as in training mode (parameters may be of another precision)
-    scale, shift = scale.reshape(shape), shift.reshape(shape)
-    if scale.dtype != x.dtype:
-        scale, shift = _cast(scale, x.dtype), _cast(shift, x.dtype)
-    return x * scale + shift
-
-
-class _Cast(Function):
-    """z = x converted to another float dtype; the gradient is converted back."""
-
-    def forward(self, x, dtype=None):
-        self.dtype = x.dtype
-        return x.astype(dtype)
-
-    def backward(self, g):
-        return g.astype(self.dtype)
-
-
-def _cast(t: Tensor, dtype) -> Tensor:
-    return _Cast.apply(t, dtype=dtype)
+    return x * scale.reshape(shape) + shift.reshape(shape)
 
 
 def _batch_norm_train(x, running_mean, running_var, weight, bias, momentum, eps) -> Tensor:
@@ -151,19 +131,14 @@ def _batch_norm_train(x, running_mean, running_var, weight, bias, momentum, eps)
         weight = Tensor._wrap(xp.ones(c, dtype=x.dtype))
     if bias is None:
         bias = Tensor._wrap(xp.zeros(c, dtype=x.dtype))
-    stats: list = []
-    y = BatchNormTrainFunction.apply(x.reshape(n, c, count // n), weight, bias, eps=float(eps),
-                                     batch_stats=stats)
+    y, mean, inv_std = BatchNormTrainFunction.apply(x.reshape(n, c, count // n), weight, bias, eps=float(eps))
     if running_mean is not None:
-        mean, inv_std = stats
         with no_grad():
             # the kernel returns 1/sqrt(var + eps); recover var in float64 for accuracy
-            biased_var = xp.maximum(1.0 / inv_std.astype(np.float64) ** 2 - eps, 0.0)
+            biased_var = xp.maximum(1.0 / inv_std.data.astype(np.float64) ** 2 - eps, 0.0)
             unbiased_var = biased_var * (count / (count - 1))
-            new_mean = (1 - momentum) * running_mean.data + momentum * mean
+            new_mean = (1 - momentum) * running_mean.data + momentum * mean.data
             new_var = (1 - momentum) * running_var.data + momentum * unbiased_var
             running_mean.data = new_mean.astype(running_mean.dtype, copy=False)
             running_var.data = new_var.astype(running_var.dtype, copy=False)
     return y.reshape(x.shape)
-
-

@@ -10,7 +10,8 @@ from __future__ import annotations
 from tinygrad_cnn.autograd import Function
 from tinygrad_cnn.device import device_of, xp_of
 from tinygrad_cnn.kernels import kernel_module
-from tinygrad_cnn.tensor import FLOAT_DTYPES, Tensor
+from tinygrad_cnn.nn.functional.checks import check_float_tensors
+from tinygrad_cnn.tensor import Tensor
 
 __all__ = ["add_relu"]
 
@@ -32,12 +33,9 @@ class AddReLUFunction(Function):
 
 
 def add_relu(a: Tensor, b: Tensor) -> Tensor:
-    """Fused ``relu(a + b)`` for skip connections; a and b must have the same shape and dtype."""
-    for name, t in (("a", a), ("b", b)):
-        if not isinstance(t, Tensor):
-            raise TypeError(f"add_relu: {name} must be a Tensor, got {type(t).__name__}")
+    """Fused ``relu(a + b)`` for skip connections; a and b must have the same shape and dtype.
+    NaN propagates, and its gradient passes, as with PyTorch's ``relu(a + b)``."""
+    check_float_tensors("add_relu", a=a, b=b)
     if a.shape != b.shape:
         raise ValueError(f"add_relu: shapes {a.shape} and {b.shape} must be equal")
-    if a.dtype != b.dtype or a.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"add_relu: inputs must share a float dtype, got {a.dtype} and {b.dtype}")
     return AddReLUFunction.apply(a, b)

@@ -32,9 +32,14 @@ The gradients reuse the same pieces, because everything above is linear:
   weight transform).
 
 Layout: samples are converted to channels-last pixel rows (as in the ``"channels_last"``
-strategy of ``conv.py``), so every transform step is a loop over a contiguous run of channels
-that LLVM vectorises; each thread stacks the tiles of several samples (about
-``conv.STACKED_ROWS`` rows, chosen by the caller) into its 16 GEMMs.
+strategy of ``channels_last.py``), so every transform step is a loop over a contiguous run of channels
+that LLVM vectorises; each share (one per Numba thread) stacks the tiles of several
+samples (about ``STACKED_ROWS`` rows) into its 16 GEMMs.
+
+Infinities: the transforms subtract neighbouring inputs, and Inf - Inf is NaN, so an
+input (or output gradient) that is not finite would turn outputs that other algorithms
+give as +-Inf into NaN. Such calls run on the ``"channels_last"`` strategy instead (one
+``isfinite`` pass over the array decides).
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 from numba import uint64 as _u
+from tinygrad_cnn.kernels.numba.conv import channels_last
+from tinygrad_cnn.kernels.numba.conv._loops import transpose_into
 
 # The transform matrices of F(2x2, 3x3) (exact in binary floating point). The kernels below
 # apply them as the additions they amount to (``_input_step``, ``_output_step``,
@@ -51,11 +58,12 @@ G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np
 A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
 
 
-def applies(kernel_size, stride, padding, dilation, groups: int) -> bool:
+def applies(geometry) -> bool:
     """F(2x2, 3x3) here covers 3x3 kernels, stride 1, no dilation, one group, and padding of at
     most 2 per side (so that grad_input's padding 2 - p is not negative)."""
-    return (tuple(kernel_size) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
-            and groups == 1 and all(0 <= int(p) <= 2 for p in padding))
+    g = geometry
+    return (g.kernel == (3, 3) and g.stride == (1, 1) and g.dilation == (1, 1) and g.groups == 1
+            and all(0 <= p <= 2 for p in g.padding))
 
 
 def transformed_weight(weight: np.ndarray, flipped: bool = False) -> np.ndarray:
@@ -215,24 +223,6 @@ def _output_step_adjoint(src, s0, ss, dst, d0, ds, n, two):
 
 
 # ------------------------------------------------------------------ per-sample steps
-# Numba's on-disk cache re-validates a kernel against its own source file only, not against
-# the files of the compiled functions it calls, so this module keeps its own copy of the
-# transpose that conv.py's channels-last kernels also use (see the note there).
-@njit(cache=True)
-def _transpose_into(src, dst):
-    """dst (B, A) = src (A, B) transposed, both C-contiguous (``conv._transpose_into``)."""
-    A, B = src.shape
-    s = src.reshape(A * B)
-    d = dst.reshape(A * B)
-    for a0 in range(0, A, 8):
-        a1 = min(a0 + 8, A)
-        for b0 in range(0, B, 8):
-            b1 = min(b0 + 8, B)
-            for b in range(b0, b1):
-                for a in range(a0, a1):
-                    d[_u(b * A + a)] = s[_u(a * B + b)]
-
-
 @njit(cache=True)
 def _padded_channels_last(planes, H, W, xp, top, left):
     """xp (Hp, Wp, C) = the sample planes (C, H*W) moved to channels-last pixel rows at
@@ -337,11 +327,11 @@ def _forward_share(x, U, y, top, left, first, last, S):
             np.dot(V[xi, :m * P], U[xi], M[xi, :m * P])
         for j in range(m):
             _output_transform(M, j * P, TH, TW, yt, OH, OW, work)
-            _transpose_into(yt, y[n0 + j].reshape((K, OH * OW)))
+            transpose_into(yt, y[n0 + j].reshape((K, OH * OW)))
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def forward(x, U, y, top, left, T, S):
+def _forward(x, U, y, top, left, T, S):
     """y (N, K, OH, OW) = the stride-1 3x3 correlation of x (N, C, H, W) zero-padded by
     (top, left, and whatever the output size implies at the bottom and right) with the
     filters whose transform is U (16, C, K). Thread t takes samples [t*N//T, (t+1)*N//T),
@@ -373,7 +363,7 @@ def _backward_weight_share(gy, x, acc, top, left, first, last, S):
         for j in range(m):
             _padded_channels_last(x[n0 + j], H, W, xp, top, left)
             _input_transform(xp, V, j * P, TH, TW, work)
-            _transpose_into(gy[n0 + j].reshape((K, OH * OW)), gyt)
+            transpose_into(gy[n0 + j].reshape((K, OH * OW)), gyt)
             _output_transform_adjoint(gyt, OH, OW, dM, j * P, TH, TW, work)
         for xi in range(16):
             np.dot(V[xi, :m * P].T, dM[xi, :m * P], tmp)
@@ -384,10 +374,54 @@ def _backward_weight_share(gy, x, acc, top, left, first, last, S):
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def backward_weight(gy, x, partial, top, left, T, S):
+def _backward_weight(gy, x, partial, top, left, T, S):
     """partial[t] (16, C, K) = sum over thread t's samples and tiles of V[xi]^T @ dM[xi]: the
     gradient of U. Summed over t and mapped back by :func:`transformed_weight_adjoint` it is
     grad_weight."""
     N = x.shape[0]
     for t in prange(T):
         _backward_weight_share(gy, x, partial[t], top, left, t * N // T, (t + 1) * N // T, S)
+
+
+# ------------------------------------------------------------------ the strategy's interface
+STACKED_ROWS = 256  # tiles per GEMM (one row per 4x4 tile)
+
+
+def _split(out_height: int, out_width: int, stacked: int | None) -> int:
+    """Samples stacked per GEMM: about STACKED_ROWS tiles (8x8 outputs: 16 tiles, 16 samples)."""
+    tiles = ((out_height + 1) // 2) * ((out_width + 1) // 2)
+    return stacked or max(1, STACKED_ROWS // tiles)
+
+
+def _finite(*arrays) -> bool:
+    return all(bool(np.isfinite(a).all()) for a in arrays)
+
+
+def forward(x, weight, g, shares: int, stacked: int | None = None) -> np.ndarray:
+    if not _finite(x, weight):
+        return channels_last.forward(x, weight, g, shares, stacked)
+    y = np.empty(g.output_shape, dtype=x.dtype)
+    _forward(x, transformed_weight(weight), y, g.padding[0], g.padding[2], shares,
+             _split(g.out_height, g.out_width, stacked))
+    return y
+
+
+def backward_input(grad_y, weight, g, shares: int, stacked: int | None = None) -> np.ndarray:
+    if not _finite(grad_y, weight):
+        return channels_last.backward_input(grad_y, weight, g, shares, stacked)
+    # The stride-1 correlation of grad_y padded by 2 - padding with the flipped filters,
+    # input and output channels swapped (see the module docstring).
+    grad_x = np.empty(g.input_shape, dtype=grad_y.dtype)
+    _forward(grad_y, transformed_weight(weight, flipped=True), grad_x, 2 - g.padding[0], 2 - g.padding[2],
+             shares, _split(g.input_shape[2], g.input_shape[3], stacked))
+    return grad_x
+
+
+def backward_weight(grad_y, x, g, shares: int, stacked: int | None = None) -> np.ndarray:
+    if not _finite(grad_y, x):
+        return channels_last.backward_weight(grad_y, x, g, shares, stacked)
+    K, C = g.weight_shape[:2]
+    partial = np.empty((shares, 16, C, K), dtype=x.dtype)
+    _backward_weight(grad_y, x, partial, g.padding[0], g.padding[2], shares,
+                     _split(g.out_height, g.out_width, stacked))
+    return transformed_weight_adjoint(partial.sum(axis=0), g.weight_shape)

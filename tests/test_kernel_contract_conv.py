@@ -1,0 +1,130 @@
+"""The convolution kernel contract: every backend x strategy x dtype equals the reference.
+
+The kernel interface (docs/ARCHITECTURE.md) is five functions of a checked ConvGeometry.
+Each drawn case (non-square images and kernels, strides, paddings per side, dilations,
+groups, the 1x1 pointwise shape) runs through every strategy of every compiled backend,
+whatever its rule would pick (Numba's Winograd on a layer it does not cover runs as
+channels-last), with the batch split into 1-3 shares and 1-3 samples stacked per GEMM,
+and is compared with ``kernels/reference/conv.py``, the definition.
+"""
+
+from __future__ import annotations
+
+import hypothesis.strategies as st
+import numpy as np
+import pytest
+from hypothesis import given
+
+from tests.kernel_backends import COMPILED, DTYPES, assert_close, compiled, conv_plans, data, reference
+from tinygrad_cnn.nn.functional.geometry import ConvGeometry
+
+ref = reference("conv")
+
+
+@st.composite
+def conv_cases(draw):
+    groups = draw(st.integers(1, 3))
+    cg, kg = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    pointwise = draw(st.integers(0, 4)) == 0  # 1x1, stride 1, no padding: the no-im2col path
+    if pointwise:
+        kh = kw = sh = sw = dh = dw = 1
+        padding = (0, 0, 0, 0)
+    else:
+        kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+        sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+        dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+        padding = tuple(draw(st.integers(0, 2)) for _ in range(4))
+    top, bottom, left, right = padding
+    h = draw(st.integers(max(1, dh * (kh - 1) + 1 - top - bottom), 9))
+    w = draw(st.integers(max(1, dw * (kw - 1) + 1 - left - right), 9))
+    n = draw(st.integers(1, 3))
+    geometry = ConvGeometry((n, groups * cg, h, w), (kh, kw), (sh, sw), padding, (dh, dw),
+                            out_channels=groups * kg, groups=groups)
+    return dict(geometry=geometry, dtype=draw(st.sampled_from(DTYPES)), shares=draw(st.integers(1, 3)),
+                stacked=draw(st.integers(1, 3)), seed=draw(st.integers(0, 2**16)))
+
+
+def check_conv(backend: str, case: dict, plans=None) -> None:
+    """Forward, both backward kernels, im2col and col2im of ``case`` on every plan of ``backend``."""
+    g, dtype, seed = case["geometry"], case["dtype"], case["seed"]
+    kernels = compiled(backend, "conv")
+    x, weight = data(seed, g.input_shape, dtype), data(seed + 1, g.weight_shape, dtype)
+    expected = ref.conv2d_forward(x, weight, g)
+    grad_y = data(seed + 2, expected.shape, dtype)
+    grad_x_ref = ref.conv2d_backward_input(grad_y, weight, g)
+    grad_w_ref = ref.conv2d_backward_weight(grad_y, x, g)
+    scale = 10.0 * np.sqrt(weight[0].size * max(1, expected[:, 0].size))
+    for plan in plans or conv_plans(backend, case["shares"], case["stacked"]):
+        assert_close(kernels.conv2d_forward(x, weight, g, plan), expected, dtype, scale)
+        assert_close(kernels.conv2d_backward_input(grad_y, weight, g, plan), grad_x_ref, dtype, scale)
+        assert_close(kernels.conv2d_backward_weight(grad_y, x, g, plan), grad_w_ref, dtype, scale)
+    cols = kernels.im2col(x, g)
+    np.testing.assert_array_equal(cols, ref.im2col(x, g))  # pure copies: exact
+    back = data(seed + 3, cols.shape, dtype)
+    assert_close(kernels.col2im(back, g), ref.col2im(back, g), dtype, scale=10.0)
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+@given(case=conv_cases())
+def test_conv_kernels_equal_reference(backend, case):
+    check_conv(backend, case)
+
+
+@st.composite
+def winograd_cases(draw):
+    """The layers Numba's Winograd covers: 3x3, stride 1, no dilation, one group, padding 0-2."""
+    padding = tuple(draw(st.integers(0, 2)) for _ in range(4))
+    top, bottom, left, right = padding
+    h = draw(st.integers(max(1, 3 - top - bottom), 9))
+    w = draw(st.integers(max(1, 3 - left - right), 9))
+    c, k, n = draw(st.integers(1, 5)), draw(st.integers(1, 5)), draw(st.integers(1, 4))
+    geometry = ConvGeometry((n, c, h, w), (3, 3), (1, 1), padding, (1, 1), out_channels=k, groups=1)
+    return dict(geometry=geometry, dtype=draw(st.sampled_from(DTYPES)), shares=draw(st.integers(1, 3)),
+                stacked=draw(st.integers(1, 3)), seed=draw(st.integers(0, 2**16)))
+
+
+@given(case=winograd_cases())
+def test_winograd_on_the_layers_it_covers(case):
+    plan = compiled("numba", "conv").Plan("winograd", case["shares"], case["stacked"])
+    check_conv("numba", case, [plan])
+
+
+@pytest.mark.parametrize("strategy", ["winograd", "channels_last", "im2col"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_channel_counts_past_the_kernels_blocks(strategy, dtype):
+    """Channel counts that end in partial blocks of the 8x8 transposes, the 16-filter weight
+    transform blocks and the 8-channel padding copy (17 in, 33 out; 16+ filters also take the
+    im2col weight gradient's transposed GEMM), odd sizes, asymmetric padding and a batch
+    split into uneven shares with a partial stacked chunk."""
+    g = ConvGeometry((7, 17, 7, 9), (3, 3), (1, 1), (2, 0, 1, 2), (1, 1), out_channels=33, groups=1)
+    plan = compiled("numba", "conv").Plan(strategy, 3, 2)
+    check_conv("numba", dict(geometry=g, dtype=dtype, seed=5), [plan])
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+def test_grouped_conv_with_many_filters_per_group(backend):
+    """Two groups of 17 filters, strided and dilated: the per-group GEMMs of every strategy."""
+    g = ConvGeometry((5, 6, 11, 10), (3, 2), (2, 1), (1, 0, 2, 1), (1, 2), out_channels=34, groups=2)
+    check_conv(backend, dict(geometry=g, dtype=np.float64, seed=9, shares=2, stacked=3))
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+def test_im2col_non_square_layout(backend):
+    """Rows are (c, kh, kw) with KH != KW: a classic bug uses KH for both kernel axes."""
+    g = ConvGeometry((1, 2, 4, 5), (2, 3), (1, 1), (0, 1, 1, 0), (1, 1))
+    x = np.arange(40, dtype=np.float64).reshape(g.input_shape)
+    np.testing.assert_array_equal(compiled(backend, "conv").im2col(x, g), ref.im2col(x, g))
+
+
+def test_winograd_keeps_infinities_as_the_other_strategies_do():
+    """Inf - Inf in the Winograd transforms would give NaN where the direct sum gives +-Inf:
+    such inputs run on channels-last (winograd.py)."""
+    kernels = compiled("numba", "conv")
+    g = ConvGeometry((2, 32, 6, 6), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), out_channels=32)
+    x, weight = data(0, g.input_shape, np.float32), np.abs(data(1, g.weight_shape, np.float32))
+    x[0, 3, 2, 2] = np.inf
+    expected = kernels.conv2d_forward(x, weight, g, kernels.Plan("channels_last"))
+    got = kernels.conv2d_forward(x, weight, g, kernels.Plan("winograd"))
+    assert np.isinf(expected).sum() > 0 and not np.isnan(expected).any()
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(expected))
+    assert not np.isnan(got).any()

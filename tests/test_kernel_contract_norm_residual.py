@@ -1,0 +1,68 @@
+"""The batch-norm and residual kernel contracts: every compiled backend x dtype equals the reference.
+
+Batch norm: drawn (N, C, L) shapes, offsets and spreads (the float32 variance of data far
+from zero is where a naive one-pass formula fails), forward statistics and all three
+gradients. Residual: add + ReLU on small and parallel-sized arrays, with NaNs, which must
+stay NaN forward and pass their gradient backward (PyTorch's relu).
+"""
+
+from __future__ import annotations
+
+import hypothesis.strategies as st
+import numpy as np
+import pytest
+from hypothesis import given
+
+from tests.kernel_backends import COMPILED, DTYPES, assert_close, compiled, data, reference
+
+ref_bn, ref_res = reference("batchnorm"), reference("residual")
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+@given(shape=st.tuples(st.integers(1, 4), st.integers(1, 4), st.integers(1, 20)),
+       dtype=st.sampled_from(DTYPES), offset=st.floats(-3, 3), spread=st.floats(0.1, 10),
+       seed=st.integers(0, 2**16))
+def test_batch_norm_equals_reference(backend, shape, dtype, offset, spread, seed):
+    kernels = compiled(backend, "batchnorm")
+    if shape[0] * shape[2] < 2:
+        shape = (2, shape[1], shape[2])  # one value per channel: variance 0, nothing to compare
+    x = (offset + spread * data(seed, shape, np.float64)).astype(dtype)
+    weight, bias = data(seed + 1, shape[1], dtype), data(seed + 2, shape[1], dtype)
+    y, mean, inv_std = kernels.batch_norm_forward_train(x, weight, bias, 1e-5)
+    y_ref, mean_ref, inv_std_ref = ref_bn.batch_norm_forward_train(x, weight, bias, 1e-5)
+    assert_close(mean, mean_ref, dtype, scale=10 * (abs(offset) + spread))
+    assert_close(inv_std, inv_std_ref, dtype, scale=10 / spread)
+    assert_close(y, y_ref, dtype, scale=100.0)
+    grad_y = data(seed + 3, shape, dtype)
+    grads = kernels.batch_norm_backward(grad_y, x, mean_ref, inv_std_ref, weight)
+    grads_ref = ref_bn.batch_norm_backward(grad_y, x, mean_ref, inv_std_ref, weight)
+    scales = (100 / spread, 100 * np.sqrt(x.size), 10 * np.sqrt(x.size))
+    for got, want, scale in zip(grads, grads_ref, scales):
+        # float32 grad_x subtracts sums of M terms: its error grows with M (and the tests' M is small)
+        assert_close(got, want, dtype, scale=scale * (1 if dtype == np.float64 else 10))
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+def test_batch_norm_keeps_image_shape(backend):
+    kernels = compiled(backend, "batchnorm")
+    x = data(0, (3, 2, 4, 5), np.float64)
+    y, _, _ = kernels.batch_norm_forward_train(x, np.ones(2), np.zeros(2), 1e-5)
+    y_ref, _, _ = ref_bn.batch_norm_forward_train(x.reshape(3, 2, 20), np.ones(2), np.zeros(2), 1e-5)
+    assert y.shape == x.shape
+    assert_close(y.reshape(3, 2, 20), y_ref, np.float64, scale=10.0)
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(3,), (2, 3, 4, 5), (4, 16, 32, 32)])  # the last one runs in parallel
+def test_add_relu_equals_reference(backend, shape, dtype):
+    kernels = compiled(backend, "residual")
+    a, b, g = data(0, shape, dtype), data(1, shape, dtype), data(2, shape, dtype)
+    a.reshape(-1)[::7] = np.nan
+    y = kernels.add_relu_forward(a, b)
+    y_ref = ref_res.add_relu_forward(a, b)
+    np.testing.assert_array_equal(y, y_ref)
+    assert np.isnan(y).sum() == np.isnan(a).sum()
+    grad = kernels.add_relu_backward(g, y)
+    np.testing.assert_array_equal(grad, ref_res.add_relu_backward(g, y))
+    np.testing.assert_array_equal(grad[np.isnan(y)], g[np.isnan(y)])  # a NaN passes the gradient
