@@ -19,9 +19,13 @@ Design rules shared by the modules:
   folder). Strategy files can then share helpers (``conv/_loops.py``).
 * Few signatures: the Python wrappers pass C-contiguous float32/float64 arrays and plain
   ints (int64), so each kernel compiles at most twice (once per dtype).
-* ``parallel=True`` loops (``prange``) split work over Numba's threads. A convolution
-  calls BLAS *inside* those threads, so while it runs every BLAS library is pinned to one
-  thread (``kernels/blas_threads.py``): two Numba threads x one BLAS thread = two cores.
+* Every kernel is serial and releases the GIL (``nogil=True``) and computes one share of
+  the work; ``shares.py`` runs the shares on a small pool of threads, one per core
+  (Numba's thread count). Not ``prange``: parallel kernels compile twice as slowly, and
+  Numba's fallback threading layer is not safe to call from two Python threads. A
+  convolution calls BLAS *inside* those threads, so while it runs every BLAS library is
+  pinned to one thread (``kernels/blas_threads.py``): two kernel threads x one BLAS thread =
+  two cores.
 * Numba owns the cores: when this backend loads, BLAS libraries are set to one thread for
   good (:func:`~tinygrad_cnn.kernels.blas_threads.claim_cores`). Between kernels, OpenBLAS
   threads woken by the small GEMMs of ``Linear`` layers keep spinning and steal the cores

@@ -1,23 +1,25 @@
 """Training-mode batch normalization kernels compiled with Numba.
 
 Same functions and arguments as ``kernels/reference/batchnorm.py``: x viewed as (N, C, L),
-channel c normalised with the biased statistics of its M = N*L values. ``prange`` runs
-over channels: a channel's N*L values are all its thread needs, so there are no shared
-writes and no reduction across threads. Sums are accumulated in float64 (``reassoc`` lets
-LLVM vectorise them), so float32 statistics are as accurate as the data allows.
+channel c normalised with the biased statistics of its M = N*L values. The channels are
+split into shares, one per thread (``shares.py``): a channel's N*L values are all its
+thread needs, so there are no shared writes and no reduction across threads. Sums are
+accumulated in float64 (``reassoc`` lets LLVM vectorise them), so float32 statistics are
+as accurate as the data allows.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 from numba import uint64 as _u
+from tinygrad_cnn.kernels.numba.shares import run, shares_for
 
-_FLAGS = dict(cache=True, parallel=True, nogil=True, fastmath={"reassoc", "contract"})
+_FLAGS = dict(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 
 
 @njit(**_FLAGS)
-def _forward(x, weight, bias, eps, y, mean, inv_std):
+def _forward(x, weight, bias, eps, y, mean, inv_std, t, T):
     """Per channel c, two passes over x then one write (reference
     ``batch_norm_forward_train``):
 
@@ -28,7 +30,7 @@ def _forward(x, weight, bias, eps, y, mean, inv_std):
     """
     N, C, L = x.shape
     M = N * L
-    for c in prange(C):
+    for c in range(t * C // T, (t + 1) * C // T):
         total = 0.0
         for n in range(N):
             row = x[n, c]
@@ -56,7 +58,7 @@ def _forward(x, weight, bias, eps, y, mean, inv_std):
 
 
 @njit(**_FLAGS)
-def _backward(gy, x, mean, inv_std, weight, gx, grad_weight, grad_bias, coef):
+def _backward(gy, x, mean, inv_std, weight, gx, grad_weight, grad_bias, coef, t, T):
     """Per channel, one reduction pass then one write (reference ``batch_norm_backward``):
 
         grad_bias = sum g,  grad_weight = sum g * x_hat = inv_std * sum g * (x - mean)
@@ -69,7 +71,7 @@ def _backward(gy, x, mean, inv_std, weight, gx, grad_weight, grad_bias, coef):
     """
     N, C, L = x.shape
     M = N * L
-    for c in prange(C):
+    for c in range(t * C // T, (t + 1) * C // T):
         mu = mean[c]
         sum_g = 0.0
         sum_gx = 0.0
@@ -110,7 +112,7 @@ def batch_norm_forward_train(x: np.ndarray, weight: np.ndarray, bias: np.ndarray
     y = np.empty_like(x3)
     mean = np.empty(C, dtype=dtype)
     inv_std = np.empty(C, dtype=dtype)
-    _forward(x3, weight, bias, float(eps), y, mean, inv_std)
+    run(_forward, shares_for(x3.size, C), x3, weight, bias, float(eps), y, mean, inv_std)
     return y.reshape(x.shape), mean, inv_std
 
 
@@ -127,5 +129,6 @@ def batch_norm_backward(grad_y: np.ndarray, x: np.ndarray, mean: np.ndarray, inv
     gx = np.empty_like(x3)
     grad_weight = np.empty(C, dtype=dtype)
     grad_bias = np.empty(C, dtype=dtype)
-    _backward(gy3, x3, mean, inv_std, weight, gx, grad_weight, grad_bias, np.empty((C, 3), dtype))
+    run(_backward, shares_for(x3.size, C), gy3, x3, mean, inv_std, weight, gx, grad_weight, grad_bias,
+        np.empty((C, 3), dtype))
     return gx.reshape(x.shape), grad_weight, grad_bias

@@ -3,10 +3,10 @@
 Same functions and arguments as ``kernels/reference/pool.py`` (docs/ARCHITECTURE.md), on
 a checked ``PoolGeometry``; layout NCHW, symmetric ``padding=(ph, pw)``. Output position
 (oh, ow) and window offset (i, j) read input row ``oh*sh - ph + i*dh`` and column
-``ow*sw - pw + j*dw``; positions outside the input are padding. Every kernel runs
-``prange`` over the N*C planes, so each output plane (and, backwards, each input plane)
-is written by exactly one thread, and walks the window directly instead of padding a
-copy of x. The window loops run over the offsets that land inside the input only
+``ow*sw - pw + j*dw``; positions outside the input are padding. Every kernel splits the
+N*C planes into shares, one per thread (``shares.py``), so each output plane (and,
+backwards, each input plane) is written by exactly one thread, and walks the window
+directly instead of padding a copy of x. The window loops run over the offsets that land inside the input only
 (:func:`_taps`), so the time depends on the image, not on a huge kernel mostly made of
 padding. Planes are indexed through flat views with ``uint64`` indices (no
 negative-index wrap-around code in the loops).
@@ -15,8 +15,9 @@ negative-index wrap-around code in the loops).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 from numba import uint64 as _u
+from tinygrad_cnn.kernels.numba.shares import run, shares_for
 
 
 @njit(cache=True, inline="always")
@@ -30,8 +31,8 @@ def _taps(o, stride, pad, kernel, dilation, size):
     return min(lo, hi), hi
 
 
-@njit(cache=True, parallel=True, nogil=True)
-def _max_forward(x, y, idx, KH, KW, sh, sw, ph, pw, dh, dw):
+@njit(cache=True, nogil=True)
+def _max_forward(x, y, idx, KH, KW, sh, sw, ph, pw, dh, dw, t, T):
     """y = max over each window, idx = its argmax as ih*W + iw (reference
     ``max_pool2d_forward``): padding never wins; ties keep the first maximum in row-major
     window order (only a strictly larger value replaces it); a NaN replaces anything (the
@@ -39,7 +40,7 @@ def _max_forward(x, y, idx, KH, KW, sh, sw, ph, pw, dh, dw):
     and index -1."""
     N, C, H, W = x.shape
     OH, OW = y.shape[2], y.shape[3]
-    for p in prange(N * C):
+    for p in range(t * (N * C) // T, (t + 1) * (N * C) // T):
         n, c = p // C, p % C
         src = x[n, c].reshape(H * W)
         out = y[n, c].reshape(OH * OW)
@@ -62,15 +63,15 @@ def _max_forward(x, y, idx, KH, KW, sh, sw, ph, pw, dh, dw):
                 arg[_u(oh * OW + ow)] = where
 
 
-@njit(cache=True, parallel=True, nogil=True)
-def _max_backward(gy, idx, gx):
+@njit(cache=True, nogil=True)
+def _max_backward(gy, idx, gx, t, T):
     """gx[n, c, idx] += gy[n, c]: each output's gradient goes to its argmax (reference
     ``max_pool2d_backward``). Indices outside [0, H*W) (-1: an all-padding window) are
     skipped, so no index can write out of bounds."""
     N, C, H, W = gx.shape
     OH, OW = gy.shape[2], gy.shape[3]
     HW = H * W
-    for p in prange(N * C):
+    for p in range(t * (N * C) // T, (t + 1) * (N * C) // T):
         n, c = p // C, p % C
         dst = gx[n, c].reshape(HW)
         g = gy[n, c].reshape(OH * OW)
@@ -98,14 +99,14 @@ def _extent(o, stride, pad, kernel, size, count_include_pad):
     return start, end, length
 
 
-@njit(cache=True, parallel=True, nogil=True, error_model="numpy")
-def _avg_forward(x, y, KH, KW, sh, sw, ph, pw, count_include_pad, divisor):
+@njit(cache=True, nogil=True, error_model="numpy")
+def _avg_forward(x, y, KH, KW, sh, sw, ph, pw, count_include_pad, divisor, t, T):
     """y = (sum of the window's input elements) / (div_h * div_w) (reference
     ``avg_pool2d_forward``; padding adds 0, the divisor follows count_include_pad, or is
     ``divisor`` when that is positive)."""
     N, C, H, W = x.shape
     OH, OW = y.shape[2], y.shape[3]
-    for p in prange(N * C):
+    for p in range(t * (N * C) // T, (t + 1) * (N * C) // T):
         n, c = p // C, p % C
         src = x[n, c].reshape(H * W)
         out = y[n, c].reshape(OH * OW)
@@ -120,13 +121,13 @@ def _avg_forward(x, y, KH, KW, sh, sw, ph, pw, count_include_pad, divisor):
                 out[_u(oh * OW + ow)] = total / (divisor if divisor > 0 else div_h * div_w)
 
 
-@njit(cache=True, parallel=True, nogil=True, error_model="numpy")
-def _avg_backward(gy, gx, KH, KW, sh, sw, ph, pw, count_include_pad, divisor):
+@njit(cache=True, nogil=True, error_model="numpy")
+def _avg_backward(gy, gx, KH, KW, sh, sw, ph, pw, count_include_pad, divisor, t, T):
     """gx[window] += gy / divisor for every window (reference ``avg_pool2d_backward``,
     the adjoint of the forward pass)."""
     N, C, H, W = gx.shape
     OH, OW = gy.shape[2], gy.shape[3]
-    for p in prange(N * C):
+    for p in range(t * (N * C) // T, (t + 1) * (N * C) // T):
         n, c = p // C, p % C
         dst = gx[n, c].reshape(H * W)
         g = gy[n, c].reshape(OH * OW)
@@ -143,19 +144,24 @@ def _avg_backward(gy, gx, KH, KW, sh, sw, ph, pw, count_include_pad, divisor):
 
 
 # ------------------------------------------------------------------ the kernel interface
+def _shares(a: np.ndarray) -> int:
+    """Shares of the (n, c) planes of ``a``: one per thread for large arrays."""
+    return shares_for(a.size, a.shape[0] * a.shape[1])
+
+
 def max_pool2d_forward(x: np.ndarray, g) -> tuple[np.ndarray, np.ndarray]:
     """(y, indices): window maxima and their flat positions ih*W + iw in each input plane."""
     KH, KW, sh, sw, ph, pw, dh, dw, OH, OW = g.flat()
     y = np.empty(g.output_shape, dtype=x.dtype)
     indices = np.empty(g.output_shape, dtype=np.int64)
-    _max_forward(x, y, indices, KH, KW, sh, sw, ph, pw, dh, dw)
+    run(_max_forward, _shares(x), x, y, indices, KH, KW, sh, sw, ph, pw, dh, dw)
     return y, indices
 
 
 def max_pool2d_backward(grad_y: np.ndarray, indices: np.ndarray, g) -> np.ndarray:
     """grad_x: every output's gradient added at its argmax position."""
     grad_x = np.empty(g.input_shape, dtype=grad_y.dtype)
-    _max_backward(grad_y, indices, grad_x)
+    run(_max_backward, _shares(grad_x), grad_y, indices, grad_x)
     return grad_x
 
 
@@ -167,12 +173,12 @@ def _avg_args(g):
 def avg_pool2d_forward(x: np.ndarray, g) -> np.ndarray:
     """y = window sums / window sizes (PyTorch's divisor rule, or ``divisor_override``)."""
     y = np.empty(g.output_shape, dtype=x.dtype)
-    _avg_forward(x, y, *_avg_args(g))
+    run(_avg_forward, _shares(x), x, y, *_avg_args(g))
     return y
 
 
 def avg_pool2d_backward(grad_y: np.ndarray, g) -> np.ndarray:
     """grad_x: each output's gradient spread evenly (1/divisor) over its window."""
     grad_x = np.empty(g.input_shape, dtype=grad_y.dtype)
-    _avg_backward(grad_y, grad_x, *_avg_args(g))
+    run(_avg_backward, _shares(grad_x), grad_y, grad_x, *_avg_args(g))
     return grad_x

@@ -2,57 +2,44 @@
 
 Same functions and arguments as ``kernels/reference/residual.py``. Both kernels are one
 pass over memory (numpy needs two: ``a + b`` then ``maximum``, plus a temporary), split
-into one contiguous chunk per Numba thread.
+into one contiguous share per thread (``shares.py``).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import get_num_threads as num_threads
-from numba import njit, prange
+from numba import njit
 from numba import uint64 as _u
-
-# Below this many elements one thread does it all: waking the pool costs more than it saves.
-PARALLEL_MIN_SIZE = 1 << 15
+from tinygrad_cnn.kernels.numba.shares import run, shares_for
 
 
-@njit(cache=True, parallel=True, nogil=True)
-def _add_relu(a, b, y, chunks):
-    """y = max(a + b, 0) elementwise on flat views (reference ``add_relu_forward``);
-    NaN stays NaN, as with ``np.maximum``."""
+@njit(cache=True, nogil=True)
+def _add_relu(a, b, y, t, T):
+    """y = max(a + b, 0) elementwise on flat views, share t of T (reference
+    ``add_relu_forward``); NaN stays NaN, as with ``np.maximum``."""
     size = y.size
-    for t in prange(chunks):
-        for i in range(t * size // chunks, (t + 1) * size // chunks):
-            s = a[_u(i)] + b[_u(i)]
-            y[_u(i)] = 0 if s < 0 else s
+    for i in range(t * size // T, (t + 1) * size // T):
+        s = a[_u(i)] + b[_u(i)]
+        y[_u(i)] = 0 if s < 0 else s
 
 
-@njit(cache=True, parallel=True, nogil=True)
-def _relu_mask(g, y, out, chunks):
+@njit(cache=True, nogil=True)
+def _relu_mask(g, y, out, t, T):
     """out = 0 where y <= 0, else g (reference ``add_relu_backward``; a NaN y passes g)."""
     size = y.size
-    for t in prange(chunks):
-        for i in range(t * size // chunks, (t + 1) * size // chunks):
-            out[_u(i)] = 0 if y[_u(i)] <= 0 else g[_u(i)]
-
-
-def _chunks(size: int) -> int:
-    return num_threads() if size >= PARALLEL_MIN_SIZE else 1
+    for i in range(t * size // T, (t + 1) * size // T):
+        out[_u(i)] = 0 if y[_u(i)] <= 0 else g[_u(i)]
 
 
 def add_relu_forward(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """y = max(a + b, 0), elementwise (a and b have the same shape and dtype)."""
-    a = np.ascontiguousarray(a)
-    b = np.ascontiguousarray(b, dtype=a.dtype)
     y = np.empty_like(a)
-    _add_relu(a.reshape(-1), b.reshape(-1), y.reshape(-1), _chunks(a.size))
+    run(_add_relu, shares_for(a.size), a.reshape(-1), b.reshape(-1), y.reshape(-1))
     return y
 
 
 def add_relu_backward(grad_y: np.ndarray, y: np.ndarray) -> np.ndarray:
     """dL/da = dL/db = grad_y where y > 0 (or NaN), else 0."""
-    grad_y = np.ascontiguousarray(grad_y)
-    y = np.ascontiguousarray(y)
     out = np.empty_like(grad_y)
-    _relu_mask(grad_y.reshape(-1), y.reshape(-1), out.reshape(-1), _chunks(y.size))
+    run(_relu_mask, shares_for(y.size), grad_y.reshape(-1), y.reshape(-1), out.reshape(-1))
     return out

@@ -47,7 +47,7 @@ CHANNELS_LAST_MAX_PIXELS = 256  # larger output planes give im2col long contiguo
 @dataclass(frozen=True)
 class Plan:
     """How one convolution runs: ``strategy`` (a key of STRATEGIES), the batch split into
-    ``shares`` contiguous parts (one per ``prange`` iteration, i.e. per thread), and
+    ``shares`` contiguous parts (one per thread, ``kernels/numba/shares.py``), and
     ``stacked`` samples per GEMM for the strategies that stack them (None: their rule)."""
 
     strategy: str

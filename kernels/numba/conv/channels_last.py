@@ -16,9 +16,10 @@ recomputed rather than stored: a share's buffers stay in cache.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 from numba import uint64 as _u
 from tinygrad_cnn.kernels.numba.conv._loops import transpose_into
+from tinygrad_cnn.kernels.numba.shares import run
 
 # Samples stacked into one GEMM: about this many patch rows (one per output pixel).
 STACKED_ROWS = 256
@@ -115,8 +116,8 @@ def _patches_adjoint(patches, row0, H, W, gxt, KH, KW, sh, sw, top, left, dh, dw
                             dst[_u(d + j)] += row[_u(s + j)]
 
 
-@njit(cache=True, parallel=True, nogil=True)
-def _forward_channels_last(x, wt, y, KH, KW, sh, sw, top, left, dh, dw, OH, OW, T, S):
+@njit(cache=True, nogil=True)
+def _forward_channels_last(x, wt, y, KH, KW, sh, sw, top, left, dh, dw, OH, OW, S, t, T):
     """y[n, group g] = (patches[g] (L, KH*KW*Cg) @ wt[g] (KH*KW*Cg, Kg))^T, with wt[g] the
     group's weights in (kh, kw, c) x k order: reference ``conv2d_forward``.
 
@@ -130,23 +131,22 @@ def _forward_channels_last(x, wt, y, KH, KW, sh, sw, top, left, dh, dw, OH, OW, 
     N, C, H, W = x.shape
     groups, R, Kg = wt.shape
     L = OH * OW
-    for t in prange(T):
-        xt = np.empty((H * W, C), dtype=x.dtype)
-        patches = np.empty((groups, S * L, R), dtype=x.dtype)
-        yt = np.empty((S * L, Kg), dtype=x.dtype)
-        for n0 in range(t * N // T, (t + 1) * N // T, S):
-            m = min(S, (t + 1) * N // T - n0)
+    xt = np.empty((H * W, C), dtype=x.dtype)
+    patches = np.empty((groups, S * L, R), dtype=x.dtype)
+    yt = np.empty((S * L, Kg), dtype=x.dtype)
+    for n0 in range(t * N // T, (t + 1) * N // T, S):
+        m = min(S, (t + 1) * N // T - n0)
+        for j in range(m):
+            transpose_into(x[n0 + j].reshape((C, H * W)), xt)
+            _patches(xt, H, W, patches, j * L, KH, KW, sh, sw, top, left, dh, dw, OH, OW)
+        for g in range(groups):
+            np.dot(patches[g, :m * L], wt[g], yt[:m * L])
             for j in range(m):
-                transpose_into(x[n0 + j].reshape((C, H * W)), xt)
-                _patches(xt, H, W, patches, j * L, KH, KW, sh, sw, top, left, dh, dw, OH, OW)
-            for g in range(groups):
-                np.dot(patches[g, :m * L], wt[g], yt[:m * L])
-                for j in range(m):
-                    transpose_into(yt[j * L:(j + 1) * L], y[n0 + j, g * Kg:(g + 1) * Kg])
+                transpose_into(yt[j * L:(j + 1) * L], y[n0 + j, g * Kg:(g + 1) * Kg])
 
 
-@njit(cache=True, parallel=True, nogil=True)
-def _backward_input_channels_last(gy, wp, gx, KH, KW, sh, sw, top, left, dh, dw, OH, OW, T, S):
+@njit(cache=True, nogil=True)
+def _backward_input_channels_last(gy, wp, gx, KH, KW, sh, sw, top, left, dh, dw, OH, OW, S, t, T):
     """gx[n] = patches-adjoint(gy[n, g]^T (L, Kg) @ wp[g] (Kg, KH*KW*Cg)) per group, back to
     channel planes: reference ``conv2d_backward_input``. wp[g] is the group's weights in
     k x (kh, kw, c) order; gy[n, g] is transposed into a contiguous pixel-major buffer
@@ -154,23 +154,22 @@ def _backward_input_channels_last(gy, wp, gx, KH, KW, sh, sw, top, left, dh, dw,
     N, C, H, W = gx.shape
     groups, Kg, R = wp.shape
     L = OH * OW
-    for t in prange(T):
-        gxt = np.empty((H * W, C), dtype=gy.dtype)
-        gyt = np.empty((S * L, Kg), dtype=gy.dtype)
-        patches = np.empty((groups, S * L, R), dtype=gy.dtype)
-        for n0 in range(t * N // T, (t + 1) * N // T, S):
-            m = min(S, (t + 1) * N // T - n0)
-            for g in range(groups):
-                for j in range(m):
-                    transpose_into(gy[n0 + j, g * Kg:(g + 1) * Kg], gyt[j * L:(j + 1) * L])
-                np.dot(gyt[:m * L], wp[g], patches[g, :m * L])
+    gxt = np.empty((H * W, C), dtype=gy.dtype)
+    gyt = np.empty((S * L, Kg), dtype=gy.dtype)
+    patches = np.empty((groups, S * L, R), dtype=gy.dtype)
+    for n0 in range(t * N // T, (t + 1) * N // T, S):
+        m = min(S, (t + 1) * N // T - n0)
+        for g in range(groups):
             for j in range(m):
-                _patches_adjoint(patches, j * L, H, W, gxt, KH, KW, sh, sw, top, left, dh, dw, OH, OW)
-                transpose_into(gxt, gx[n0 + j].reshape((C, H * W)))
+                transpose_into(gy[n0 + j, g * Kg:(g + 1) * Kg], gyt[j * L:(j + 1) * L])
+            np.dot(gyt[:m * L], wp[g], patches[g, :m * L])
+        for j in range(m):
+            _patches_adjoint(patches, j * L, H, W, gxt, KH, KW, sh, sw, top, left, dh, dw, OH, OW)
+            transpose_into(gxt, gx[n0 + j].reshape((C, H * W)))
 
 
-@njit(cache=True, parallel=True, nogil=True)
-def _backward_weight_channels_last(gy, x, partial, KH, KW, sh, sw, top, left, dh, dw, OH, OW, T, S):
+@njit(cache=True, nogil=True)
+def _backward_weight_channels_last(gy, x, partial, KH, KW, sh, sw, top, left, dh, dw, OH, OW, S, t, T):
     """partial[t, g] (KH*KW*Cg, Kg) = sum over thread t's samples of patches[g]^T @ gy[n, g]^T:
     the weight gradient in (kh, kw, c) x k order, S samples per GEMM as in the forward.
     Summed over t and permuted by the caller it equals reference ``conv2d_backward_weight``;
@@ -178,28 +177,27 @@ def _backward_weight_channels_last(gy, x, partial, KH, KW, sh, sw, top, left, dh
     N, C, H, W = x.shape
     groups, R, Kg = partial.shape[1], partial.shape[2], partial.shape[3]
     L = OH * OW
-    for t in prange(T):
-        xt = np.empty((H * W, C), dtype=x.dtype)
-        patches = np.empty((groups, S * L, R), dtype=x.dtype)
-        gyt = np.empty((S * L, Kg), dtype=x.dtype)
-        tmp = np.empty((R, Kg), dtype=x.dtype)
-        acc = partial[t]
+    xt = np.empty((H * W, C), dtype=x.dtype)
+    patches = np.empty((groups, S * L, R), dtype=x.dtype)
+    gyt = np.empty((S * L, Kg), dtype=x.dtype)
+    tmp = np.empty((R, Kg), dtype=x.dtype)
+    acc = partial[t]
+    for g in range(groups):
+        for i in range(R):
+            for k in range(Kg):
+                acc[g, i, k] = 0
+    for n0 in range(t * N // T, (t + 1) * N // T, S):
+        m = min(S, (t + 1) * N // T - n0)
+        for j in range(m):
+            transpose_into(x[n0 + j].reshape((C, H * W)), xt)
+            _patches(xt, H, W, patches, j * L, KH, KW, sh, sw, top, left, dh, dw, OH, OW)
         for g in range(groups):
+            for j in range(m):
+                transpose_into(gy[n0 + j, g * Kg:(g + 1) * Kg], gyt[j * L:(j + 1) * L])
+            np.dot(patches[g, :m * L].T, gyt[:m * L], tmp)
             for i in range(R):
                 for k in range(Kg):
-                    acc[g, i, k] = 0
-        for n0 in range(t * N // T, (t + 1) * N // T, S):
-            m = min(S, (t + 1) * N // T - n0)
-            for j in range(m):
-                transpose_into(x[n0 + j].reshape((C, H * W)), xt)
-                _patches(xt, H, W, patches, j * L, KH, KW, sh, sw, top, left, dh, dw, OH, OW)
-            for g in range(groups):
-                for j in range(m):
-                    transpose_into(gy[n0 + j, g * Kg:(g + 1) * Kg], gyt[j * L:(j + 1) * L])
-                np.dot(patches[g, :m * L].T, gyt[:m * L], tmp)
-                for i in range(R):
-                    for k in range(Kg):
-                        acc[g, i, k] += tmp[i, k]
+                    acc[g, i, k] += tmp[i, k]
 
 
 # ------------------------------------------------------------------ the strategy's interface
@@ -215,15 +213,15 @@ def forward(x, weight, g, shares: int, stacked: int | None = None) -> np.ndarray
     L = g.out_height * g.out_width
     y = np.empty((N, K, L), dtype=x.dtype)
     wt = _weight_rows(weight, g.groups).transpose(0, 2, 1).copy()
-    _forward_channels_last(x, wt, y, *g.flat(), shares, stacked or stacked_samples(L))
+    run(_forward_channels_last, shares, x, wt, y, *g.flat(), stacked or stacked_samples(L))
     return y.reshape(g.output_shape)
 
 
 def backward_input(grad_y, weight, g, shares: int, stacked: int | None = None) -> np.ndarray:
     N, K, OH, OW = grad_y.shape
     grad_x = np.empty(g.input_shape, dtype=grad_y.dtype)
-    _backward_input_channels_last(grad_y.reshape(N, K, OH * OW), _weight_rows(weight, g.groups), grad_x,
-                                  *g.flat(), shares, stacked or stacked_samples(OH * OW))
+    run(_backward_input_channels_last, shares, grad_y.reshape(N, K, OH * OW), _weight_rows(weight, g.groups),
+        grad_x, *g.flat(), stacked or stacked_samples(OH * OW))
     return grad_x
 
 
@@ -232,8 +230,8 @@ def backward_weight(grad_y, x, g, shares: int, stacked: int | None = None) -> np
     groups, weight_shape = g.groups, g.weight_shape
     _, Cg, KH, KW = weight_shape
     partial = np.empty((shares, groups, Cg * KH * KW, K // groups), dtype=x.dtype)
-    _backward_weight_channels_last(grad_y.reshape(N, K, OH * OW), x, partial, *g.flat(), shares,
-                                   stacked or stacked_samples(OH * OW))
+    run(_backward_weight_channels_last, shares, grad_y.reshape(N, K, OH * OW), x, partial, *g.flat(),
+        stacked or stacked_samples(OH * OW))
     # (groups, kh, kw, c, k) -> (groups, k, c, kh, kw) = (K, Cg, KH, KW)
     gw = partial.sum(axis=0).reshape(groups, KH, KW, Cg, K // groups).transpose(0, 4, 3, 1, 2)
     return np.ascontiguousarray(gw).reshape(weight_shape)

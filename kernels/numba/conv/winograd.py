@@ -45,10 +45,11 @@ give as +-Inf into NaN. Such calls run on the ``"channels_last"`` strategy inste
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 from numba import uint64 as _u
 from tinygrad_cnn.kernels.numba.conv import channels_last
 from tinygrad_cnn.kernels.numba.conv._loops import transpose_into
+from tinygrad_cnn.kernels.numba.shares import run
 
 # The transform matrices of F(2x2, 3x3) (exact in binary floating point). The kernels below
 # apply them as the additions they amount to (``_input_step``, ``_output_step``,
@@ -307,8 +308,12 @@ def _output_transform_adjoint(gyt, OH, OW, dM, t0, TH, TW, work):
 
 # ------------------------------------------------------------------ the kernels
 @njit(cache=True, nogil=True)
-def _forward_share(x, U, y, top, left, first, last, S):
-    """Samples [first, last) of :func:`forward`, S at a time, on the calling thread."""
+def _forward_share(x, U, y, top, left, S, t, T):
+    """y (N, K, OH, OW) = the stride-1 3x3 correlation of x (N, C, H, W) zero-padded by
+    (top, left, and whatever the output size implies at the bottom and right) with the
+    filters whose transform is U (16, C, K), for share t of T of the samples, S at a time."""
+    N = x.shape[0]
+    first, last = t * N // T, (t + 1) * N // T
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     K, OH, OW = y.shape[1], y.shape[2], y.shape[3]
     TH, TW = (OH + 1) // 2, (OW + 1) // 2
@@ -330,21 +335,14 @@ def _forward_share(x, U, y, top, left, first, last, S):
             transpose_into(yt, y[n0 + j].reshape((K, OH * OW)))
 
 
-@njit(cache=True, parallel=True, nogil=True)
-def _forward(x, U, y, top, left, T, S):
-    """y (N, K, OH, OW) = the stride-1 3x3 correlation of x (N, C, H, W) zero-padded by
-    (top, left, and whatever the output size implies at the bottom and right) with the
-    filters whose transform is U (16, C, K). Thread t takes samples [t*N//T, (t+1)*N//T),
-    S at a time (the work is in a serial function: Numba's parallel pipeline compiles a
-    loop body this size 5x slower)."""
-    N = x.shape[0]
-    for t in prange(T):
-        _forward_share(x, U, y, top, left, t * N // T, (t + 1) * N // T, S)
-
-
 @njit(cache=True, nogil=True)
-def _backward_weight_share(gy, x, acc, top, left, first, last, S):
-    """acc (16, C, K) = the sum of V[xi]^T @ dM[xi] over samples [first, last), S at a time."""
+def _backward_weight_share(gy, x, partial, top, left, S, t, T):
+    """partial[t] (16, C, K) = the sum of V[xi]^T @ dM[xi] over share t of T of the samples
+    and their tiles, S samples at a time: the gradient of U. Summed over t and mapped back
+    by :func:`transformed_weight_adjoint` it is grad_weight."""
+    N = x.shape[0]
+    first, last = t * N // T, (t + 1) * N // T
+    acc = partial[t]
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     K, OH, OW = gy.shape[1], gy.shape[2], gy.shape[3]
     TH, TW = (OH + 1) // 2, (OW + 1) // 2
@@ -373,16 +371,6 @@ def _backward_weight_share(gy, x, acc, top, left, first, last, S):
                     dst[c, k] += tmp[c, k]
 
 
-@njit(cache=True, parallel=True, nogil=True)
-def _backward_weight(gy, x, partial, top, left, T, S):
-    """partial[t] (16, C, K) = sum over thread t's samples and tiles of V[xi]^T @ dM[xi]: the
-    gradient of U. Summed over t and mapped back by :func:`transformed_weight_adjoint` it is
-    grad_weight."""
-    N = x.shape[0]
-    for t in prange(T):
-        _backward_weight_share(gy, x, partial[t], top, left, t * N // T, (t + 1) * N // T, S)
-
-
 # ------------------------------------------------------------------ the strategy's interface
 STACKED_ROWS = 256  # tiles per GEMM (one row per 4x4 tile)
 
@@ -401,8 +389,8 @@ def forward(x, weight, g, shares: int, stacked: int | None = None) -> np.ndarray
     if not _finite(x, weight):
         return channels_last.forward(x, weight, g, shares, stacked)
     y = np.empty(g.output_shape, dtype=x.dtype)
-    _forward(x, transformed_weight(weight), y, g.padding[0], g.padding[2], shares,
-             _split(g.out_height, g.out_width, stacked))
+    run(_forward_share, shares, x, transformed_weight(weight), y, g.padding[0], g.padding[2],
+        _split(g.out_height, g.out_width, stacked))
     return y
 
 
@@ -412,8 +400,8 @@ def backward_input(grad_y, weight, g, shares: int, stacked: int | None = None) -
     # The stride-1 correlation of grad_y padded by 2 - padding with the flipped filters,
     # input and output channels swapped (see the module docstring).
     grad_x = np.empty(g.input_shape, dtype=grad_y.dtype)
-    _forward(grad_y, transformed_weight(weight, flipped=True), grad_x, 2 - g.padding[0], 2 - g.padding[2],
-             shares, _split(g.input_shape[2], g.input_shape[3], stacked))
+    run(_forward_share, shares, grad_y, transformed_weight(weight, flipped=True), grad_x, 2 - g.padding[0],
+        2 - g.padding[2], _split(g.input_shape[2], g.input_shape[3], stacked))
     return grad_x
 
 
@@ -422,6 +410,6 @@ def backward_weight(grad_y, x, g, shares: int, stacked: int | None = None) -> np
         return channels_last.backward_weight(grad_y, x, g, shares, stacked)
     K, C = g.weight_shape[:2]
     partial = np.empty((shares, 16, C, K), dtype=x.dtype)
-    _backward_weight(grad_y, x, partial, g.padding[0], g.padding[2], shares,
-                     _split(g.out_height, g.out_width, stacked))
+    run(_backward_weight_share, shares, grad_y, x, partial, g.padding[0], g.padding[2],
+        _split(g.out_height, g.out_width, stacked))
     return transformed_weight_adjoint(partial.sum(axis=0), g.weight_shape)
