@@ -66,3 +66,29 @@ def test_two_threads_train_two_models_bit_identically_to_each_alone():
         for a, b in zip(together, single):
             np.testing.assert_array_equal(a, b)
     assert tc.is_grad_enabled()
+
+
+def test_kernels_run_in_a_forked_child_after_the_parent_started_its_pool():
+    """The share pool's threads do not survive a fork; a child must start its own, not wait
+    forever on queues nobody reads."""
+    import multiprocessing
+
+    from tinygrad_cnn.kernels.numba import shares
+
+    x = Tensor(np.random.default_rng(0).standard_normal((8, 16, 32, 32)).astype(np.float32))
+    with tc.use_backend("numba"):
+        F.max_pool2d(x, 2)
+    shares.run(lambda t, n: None, 2)  # make sure the parent's pool has a worker
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        result = pool.apply_async(_pool_in_child)
+        assert result.get(timeout=60) == (8, 16, 16, 16)
+
+
+def _pool_in_child():
+    from tinygrad_cnn.kernels.numba import shares
+
+    shares.run(lambda t, n: None, 2)
+    x = Tensor(np.random.default_rng(1).standard_normal((8, 16, 32, 32)).astype(np.float32))
+    with tc.use_backend("numba"):
+        return F.max_pool2d(x, 2).shape

@@ -20,6 +20,7 @@ per call, so a caller can change it. Kernels that are small do their work in one
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 
@@ -68,6 +69,16 @@ class _Pool:
 
 
 _pool = _Pool()
+
+
+def _forget_workers_after_fork() -> None:
+    """A forked child (a DataLoader worker, an MPI rank started by fork) inherits the queues
+    but not the threads behind them: it starts a pool of its own."""
+    global _pool
+    _pool = _Pool()
+
+
+os.register_at_fork(after_in_child=_forget_workers_after_fork)
 
 
 def run(kernel, shares: int, *args) -> None:
