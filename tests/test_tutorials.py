@@ -54,6 +54,11 @@ EXPECTED = {
         "12_training_curves.png": (500, 250),
         "12_backends.png": (400, 150),
     },
+    "18_uncertainty.py": {
+        "18_mc_passes.png": (700, 400),
+        "18_uncertainty.png": (900, 250),
+        "18_reliability.png": (600, 600),
+    },
 }
 
 
