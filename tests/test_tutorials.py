@@ -59,6 +59,11 @@ EXPECTED = {
         "18_uncertainty.png": (900, 250),
         "18_reliability.png": (600, 600),
     },
+    "19_signals_1d.py": {
+        "19_events.png": (800, 400),
+        "19_receptive_field.png": (800, 250),
+        "19_detection.png": (900, 450),
+    },
 }
 
 
