@@ -64,6 +64,12 @@ EXPECTED = {
         "19_receptive_field.png": (800, 250),
         "19_detection.png": (900, 450),
     },
+    "20_kernels_without_labels.py": {
+        "20_kmeans_filters.png": (600, 300),
+        "20_kernels.png": (1000, 250),
+        "20_whitening.png": (800, 400),
+        "20_accuracy.png": (500, 300),
+    },
 }
 
 
