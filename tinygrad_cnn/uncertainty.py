@@ -101,11 +101,13 @@ def _as_inputs(fn: str, x) -> np.ndarray:
 
 
 def _one_pass(model: Module, x: np.ndarray, batch_size: int) -> np.ndarray:
-    """Softmax of the model's logits for every input, ``batch_size`` inputs at a time."""
+    """Softmax of the model's logits for every input, ``batch_size`` inputs at a time, on the
+    device of the model's parameters."""
+    device = next((p.device for p in model.parameters()), "cpu")
     outputs = []
     with no_grad():
         for start in range(0, len(x), batch_size):
-            logits = model(Tensor(x[start:start + batch_size])).numpy()
+            logits = model(Tensor(x[start:start + batch_size]).to(device)).numpy()
             if logits.ndim != 2:
                 raise ValueError(f"the model must return logits (N, C), got shape {logits.shape}")
             outputs.append(_softmax(logits.astype(np.float64)))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinygrad_cnn.nn.functional.checks import int_tuple, is_int, positive_int
+from tinygrad_cnn.tensor import Tensor
 
 SIGNAL_CLASSES = ("spike", "ringing", "chirp")
 
@@ -168,7 +169,7 @@ def sliding_windows(signal, size: int, step: int = 1) -> tuple[np.ndarray, np.nd
     ``step`` samples apart: ``(windows (W, C, size), starts (W,))`` with
     W = (L - size) // step + 1 and window i = signal[:, starts[i]:starts[i] + size].
     The windows are a read-only view (no copy); ``np.ascontiguousarray`` them to write."""
-    x = np.asarray(signal)
+    x = signal.numpy() if isinstance(signal, Tensor) else np.asarray(signal)
     if x.ndim == 1:
         x = x[None]
     if x.ndim != 2:
@@ -194,6 +195,9 @@ def threshold_runs(scores, threshold: float, min_length: int = 1,
         raise ValueError(f"threshold_runs: scores must be 1-D (L,), got shape {s.shape}")
     if not np.isfinite(s).all():
         raise ValueError("threshold_runs: scores must be finite")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating)) \
+            or not np.isfinite(threshold):
+        raise ValueError(f"threshold_runs: threshold must be a finite number, got {threshold!r}")
     min_length = positive_int("threshold_runs", "min_length", min_length)
     max_gap = int_tuple("threshold_runs", "max_gap", max_gap, 1, minimum=0)[0]
     above = np.concatenate([[False], s > threshold, [False]])
@@ -218,6 +222,8 @@ def match_events(predicted, actual, tolerance: int) -> tuple[np.ndarray, np.ndar
     a = np.asarray(actual, dtype=np.float64).reshape(-1)
     if not (is_int(tolerance) and tolerance >= 0):
         raise ValueError(f"match_events: tolerance must be a non-negative int, got {tolerance!r}")
+    if not (np.isfinite(p).all() and np.isfinite(a).all()):
+        raise ValueError("match_events: event times must be finite")
     distance = np.abs(p[:, None] - a[None, :])
     candidates = np.argwhere(distance <= tolerance)
     order = np.lexsort((candidates[:, 1], candidates[:, 0], distance[tuple(candidates.T)]))
