@@ -223,6 +223,15 @@ def test_match_events_is_a_valid_matching(predicted, actual, tolerance):
 
 
 # ----------------------------------------------------------------------- causal convolution
+# The float64 checks run on the reference kernels: what is tested is the padding, not the
+# backends (tests/test_kernels_* compare those), and compiling float64 Numba kernels for a
+# handful of small convolutions would cost CI more than the checks.
+@pytest.fixture
+def reference_kernels():
+    with tc.use_backend("reference"):
+        yield
+
+
 def _causal_loop(x, w, b, dilation):
     n, _, length = x.shape
     k = w.shape[2]
@@ -237,6 +246,11 @@ def _causal_loop(x, w, b, dilation):
 
 @given(st.integers(1, 4), st.integers(1, 5), st.integers(1, 40), st.integers(0, 2**32 - 1))
 def test_causal_conv1d_matches_the_definition(kernel_size, dilation, length, seed):
+    with tc.use_backend("reference"):
+        _check_causal_conv1d(kernel_size, dilation, length, seed)
+
+
+def _check_causal_conv1d(kernel_size, dilation, length, seed):
     rng = np.random.default_rng(seed)
     conv = nn.CausalConv1d(2, 3, kernel_size, dilation=dilation, dtype="float64")
     x = rng.normal(size=(2, 2, length))
@@ -251,6 +265,7 @@ def test_causal_conv1d_matches_the_definition(kernel_size, dilation, length, see
     np.testing.assert_array_equal(conv(Tensor(changed)).numpy()[..., :t + 1], y[..., :t + 1])
 
 
+@pytest.mark.usefixtures("reference_kernels")
 def test_causal_conv1d_geometry_gradient_and_repr():
     conv = nn.CausalConv1d(3, 4, 3, stride=2, dilation=2, dtype="float64")
     assert conv.padding == ((4, 0),)
@@ -299,6 +314,7 @@ def test_causal_cnn_is_causal_and_a_sliding_window():
     np.testing.assert_allclose(last, whole[1][:, starts + 30].T, atol=1e-5)
 
 
+@pytest.mark.usefixtures("reference_kernels")
 def test_causal_cnn_gradients():
     tc.manual_seed(1)
     model = models.CausalCNN(3, channels=2, dilations=(1, 2)).double()

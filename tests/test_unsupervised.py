@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import tinygrad_cnn as tc
 import tinygrad_cnn.nn.functional as F
 from tinygrad_cnn import Tensor
 from tinygrad_cnn import unsupervised as U
@@ -167,6 +168,11 @@ def test_kmeans_errors(kwargs, message):
 
 # ------------------------------------------------------------------ kernels from patches
 def test_learned_kernels_compute_the_whitened_response_by_convolution():
+    with tc.use_backend("reference"):  # float64: the reference kernels (no Numba compilation for one check)
+        _check_learned_kernels()
+
+
+def _check_learned_kernels():
     rng = np.random.default_rng(0)
     images = rng.random((6, 2, 9, 9))
     learned = U.learn_kernels(images, 5, 3, n_patches=300, eps=0.1, n_iter=10, seed=1)
