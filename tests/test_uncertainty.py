@@ -219,7 +219,7 @@ def test_mc_predict_without_dropping_is_the_eval_prediction():
     tc.manual_seed(1)
     model = _with_running_statistics(_net(0.0))
     x = np.random.default_rng(1).normal(size=(7, 4)).astype(np.float32)
-    probs = U.mc_dropout_predict(model, x, passes=3, batch_size=3)
+    probs = U.mc_dropout_predict(model, x.astype(np.float64), passes=3, batch_size=3)  # cast to float32
     assert probs.shape == (3, 7, 3) and probs.dtype == np.float64
     reference = U.predict_probabilities(model, Tensor(x), batch_size=7)
     for t in range(3):

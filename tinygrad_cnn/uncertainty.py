@@ -100,16 +100,19 @@ def _as_inputs(fn: str, x) -> np.ndarray:
     return array
 
 
-def _one_pass(model: Module, x: np.ndarray, batch_size: int) -> np.ndarray:
-    """Softmax of the model's logits for every input, ``batch_size`` inputs at a time, on the
-    device of the model's parameters."""
-    device = next((p.device for p in model.parameters()), "cpu")
+def _one_pass(fn: str, model: Module, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """Softmax of the model's logits for every input, ``batch_size`` inputs at a time, in the
+    dtype and on the device of the model's parameters."""
+    first = next(model.parameters(), None)
+    if first is not None and x.dtype.kind == "f":
+        x = x.astype(first.dtype, copy=False)
     outputs = []
     with no_grad():
         for start in range(0, len(x), batch_size):
-            logits = model(Tensor(x[start:start + batch_size]).to(device)).numpy()
+            batch = Tensor(x[start:start + batch_size])
+            logits = model(batch if first is None else batch.to(first.device)).numpy()
             if logits.ndim != 2:
-                raise ValueError(f"the model must return logits (N, C), got shape {logits.shape}")
+                raise ValueError(f"{fn}: the model must return logits (N, C), got shape {logits.shape}")
             outputs.append(_softmax(logits.astype(np.float64)))
     return np.concatenate(outputs)
 
@@ -121,7 +124,7 @@ def predict_probabilities(model: Module, x, batch_size: int = 256) -> np.ndarray
     batch_size = positive_int("predict_probabilities", "batch_size", batch_size)
     with _modes_restored("predict_probabilities", model):
         model.eval()
-        return _one_pass(model, x, batch_size)
+        return _one_pass("predict_probabilities", model, x, batch_size)
 
 
 def mc_dropout_predict(model: Module, x, passes: int = 30, batch_size: int = 256) -> np.ndarray:
@@ -133,7 +136,7 @@ def mc_dropout_predict(model: Module, x, passes: int = 30, batch_size: int = 256
     passes = positive_int("mc_dropout_predict", "passes", passes)
     batch_size = positive_int("mc_dropout_predict", "batch_size", batch_size)
     with mc_dropout(model):
-        return np.stack([_one_pass(model, x, batch_size) for _ in range(passes)])
+        return np.stack([_one_pass("mc_dropout_predict", model, x, batch_size) for _ in range(passes)])
 
 
 # ------------------------------------------------------------- summaries of the passes
