@@ -54,6 +54,22 @@ EXPECTED = {
         "12_training_curves.png": (500, 250),
         "12_backends.png": (400, 150),
     },
+    "18_uncertainty.py": {
+        "18_mc_passes.png": (700, 400),
+        "18_uncertainty.png": (900, 250),
+        "18_reliability.png": (600, 600),
+    },
+    "19_signals_1d.py": {
+        "19_events.png": (800, 400),
+        "19_receptive_field.png": (800, 250),
+        "19_detection.png": (900, 450),
+    },
+    "20_kernels_without_labels.py": {
+        "20_kmeans_filters.png": (600, 300),
+        "20_kernels.png": (1000, 250),
+        "20_whitening.png": (800, 400),
+        "20_accuracy.png": (500, 300),
+    },
 }
 
 

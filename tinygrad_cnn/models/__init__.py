@@ -18,6 +18,7 @@ from tinygrad_cnn.models.alexnet import (
     alexnet_original,
     alexnet_small,
 )
+from tinygrad_cnn.models.causal_cnn import CausalCNN
 from tinygrad_cnn.models.densenet import (
     DenseBlock,
     DenseLayer,
@@ -107,3 +108,4 @@ __all__ = [
     "DenseLayer", "DenseBlock", "Transition", "DenseNet", "densenet121", "densenet_small",
     "DepthwiseSeparable", "MobileNetV1", "mobilenet_v1", "mobilenet_small",
 ]
+__all__ += ["CausalCNN"]
