@@ -23,6 +23,9 @@ from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).parent
 CYTHON_MODULES = ("_conv", "_pool", "_batchnorm", "_residual")
+# The direct SIMD convolution (kernels/simd), shared by the numba and cython backends.
+SIMD_MODULES = ("_direct",)
+NATIVE_TEST = "int main(void) { return 0; }\n"
 OPENMP_TEST = "#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n"
 
 
@@ -56,19 +59,40 @@ def openmp_flags(compiler) -> tuple[list[str], list[str]]:
     return flags, flags
 
 
+def native_flags(compiler) -> list[str]:
+    """``-march=native`` (the vector instructions of this machine: AVX-512 or AVX2 for the SIMD
+    kernels) if the compiler accepts it, else nothing (the kernels then use portable C).
+    The extensions are built on the machine that runs them (``pip install`` from source), so
+    targeting its CPU is right; set TINYGRAD_CNN_NO_NATIVE=1 to build portable code."""
+    if os.environ.get("TINYGRAD_CNN_NO_NATIVE") or compiler.compiler_type == "msvc":
+        return []
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "native_test.c"
+        source.write_text(NATIVE_TEST)
+        try:
+            compiler.compile([str(source)], output_dir=tmp, extra_postargs=["-march=native"])
+        except Exception:  # CompileError: e.g. Apple clang on arm64 wants -mcpu
+            return []
+    return ["-march=native"]
+
+
 class BuildExt(build_ext):
-    """build_ext that adds OpenMP flags to the Cython extensions when the compiler supports them."""
+    """build_ext that adds OpenMP flags to the Cython extensions when the compiler supports them,
+    and -march=native to the SIMD kernels."""
 
     def build_extensions(self) -> None:
         compile_flags, link_flags = openmp_flags(self.compiler)
+        native = native_flags(self.compiler)
         for extension in self.extensions:
-            extension.extra_compile_args = [*extension.extra_compile_args, *compile_flags]
+            extra = native if extension.name.startswith("tinygrad_cnn.kernels.simd.") else []
+            extension.extra_compile_args = [*extension.extra_compile_args, *compile_flags, *extra]
             extension.extra_link_args = [*extension.extra_link_args, *link_flags]
         super().build_extensions()
 
 
 def cython_extensions() -> list[Extension]:
-    """The Cython kernels as extensions ``tinygrad_cnn.kernels.cython._*``."""
+    """The Cython kernels as extensions ``tinygrad_cnn.kernels.cython._*`` and
+    ``tinygrad_cnn.kernels.simd._*``."""
     import numpy
     from Cython.Build import cythonize
 
@@ -85,6 +109,15 @@ def cython_extensions() -> list[Extension]:
             optional=True,
         )
         for name in CYTHON_MODULES
+    ] + [
+        Extension(
+            f"tinygrad_cnn.kernels.simd.{name}",
+            [f"kernels/simd/{name}.pyx"],
+            include_dirs=["kernels/simd"],
+            extra_compile_args=optimize,
+            optional=True,
+        )
+        for name in SIMD_MODULES
     ]
     return cythonize(extensions, language_level=3, quiet=True)
 

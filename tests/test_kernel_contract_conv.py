@@ -128,3 +128,31 @@ def test_winograd_keeps_infinities_as_the_other_strategies_do():
     assert np.isinf(expected).sum() > 0 and not np.isnan(expected).any()
     np.testing.assert_array_equal(np.isinf(got), np.isinf(expected))
     assert not np.isnan(got).any()
+
+
+SIMD_LAYERS = [  # (input shape, kernel, stride, padding, dilation, out_channels): K a multiple of 16
+    ((3, 16, 12, 11), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 16),
+    ((2, 17, 9, 10), (3, 3), (1, 1), (2, 0, 1, 2), (1, 1), 32),   # C not a multiple of the blocks
+    ((2, 32, 8, 8), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 64),    # the 4x4 register block
+    ((3, 16, 13, 13), (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 32),  # strided: backward on the fallback
+    ((2, 16, 14, 12), (3, 2), (1, 1), (2, 2, 1, 1), (2, 2), 16),  # dilated, non-square
+    ((2, 3, 10, 10), (5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 16),   # 3 input channels (a first layer)
+    ((4, 16, 5, 7), (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 16),    # 1x1
+]
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+@pytest.mark.parametrize("layer", SIMD_LAYERS, ids=lambda layer: "x".join(map(str, layer[0])))
+def test_simd_strategy_on_the_layers_it_covers(backend, layer):
+    """The direct SIMD loops (kernels/simd) on float32 layers with 16k output channels, every
+    register block (8x1, 8x2, 4x4), shares of 1-3 samples; float64 runs on the fallback."""
+    simd = pytest.importorskip("tinygrad_cnn.kernels.simd.conv")
+    if not simd.available():
+        pytest.skip("the SIMD extension was not built")
+    shape, kernel, stride, padding, dilation, k = layer
+    g = ConvGeometry(shape, kernel, stride, padding, dilation, out_channels=k)
+    assert simd.applies(g)
+    kernels = compiled(backend, "conv")
+    plans = [kernels.Plan("simd", shares) for shares in (1, 2, 3)] if backend == "numba" else ["simd"]
+    for dtype in DTYPES:
+        check_conv(backend, dict(geometry=g, dtype=dtype, seed=sum(shape)), plans)

@@ -1,7 +1,9 @@
 """Convolution kernels of the Cython backend: compiled im2col/col2im, matrix products in BLAS.
 
-Two strategies, both im2col + GEMM (:func:`choose` picks one; the Function of
-``nn.functional`` records the choice at forward and passes it back at backward):
+Three strategies (:func:`choose` picks one; the Function of ``nn.functional`` records the
+choice at forward and passes it back at backward): ``"simd"``, the direct loops with the
+output in vector registers of ``kernels/simd`` (shared with the Numba backend), for the
+float32 layers they cover; and two im2col + GEMM ones:
 
 * ``"im2col"`` (SciPy's BLAS available and N >= threads, the training case): the compiled
   kernels in _conv.pyx split the batch over the OpenMP threads; each thread builds the
@@ -28,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..blas_threads import single_thread_blas
+from ..simd import conv as simd
 from . import MAX_THREADS, import_compiled, threads_for
 from ._blas import connect
 from ._checks import floats, shaped
@@ -38,13 +41,16 @@ HAVE_BLAS = connect(_conv)  # SciPy's GEMM for the per-image kernels
 __all__ = ["STRATEGIES", "choose", "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight",
            "im2col", "col2im"]
 
-STRATEGIES = ("im2col", "whole_batch")
+STRATEGIES = ("im2col", "whole_batch") + (("simd",) if simd.available() else ())
 
 
 def choose(g, threads: int | None = None) -> str:
-    """``"im2col"`` when every thread gets at least one image (and SciPy's BLAS is there),
-    else ``"whole_batch"``."""
+    """``"simd"`` (the direct SIMD loops of kernels/simd, shared with the Numba backend) for
+    the layers they cover; else ``"im2col"`` when every thread gets at least one image (and
+    SciPy's BLAS is there), else ``"whole_batch"``."""
     threads = MAX_THREADS if threads is None else threads
+    if simd.applies(g):
+        return "simd"
     return "im2col" if HAVE_BLAS and g.input_shape[0] >= threads else "whole_batch"
 
 
@@ -52,7 +58,25 @@ def _strategy(g, plan) -> str:
     plan = choose(g) if plan is None else plan
     if plan not in STRATEGIES:
         raise ValueError(f"unknown cython conv strategy {plan!r}; expected one of {STRATEGIES}")
-    return "whole_batch" if not HAVE_BLAS else plan
+    if plan == "simd" and not simd.applies(g):
+        plan = "im2col"
+    return "whole_batch" if plan == "im2col" and not HAVE_BLAS else plan
+
+
+class _PerImage:
+    """The "im2col" strategy in the shape the SIMD strategy calls its fallback."""
+
+    @staticmethod
+    def forward(x, weight, g, shares):
+        return conv2d_forward(x, weight, g, "im2col")
+
+    @staticmethod
+    def backward_input(grad_y, weight, g, shares):
+        return conv2d_backward_input(grad_y, weight, g, "im2col")
+
+    @staticmethod
+    def backward_weight(grad_y, x, g, shares):
+        return conv2d_backward_weight(grad_y, x, g, "im2col")
 
 
 def _fill_cols(x: np.ndarray, cols: np.ndarray, g) -> None:
@@ -96,7 +120,10 @@ def conv2d_forward(x: np.ndarray, weight: np.ndarray, g, plan: str | None = None
     shaped(x, g.input_shape, "x")
     shaped(weight, g.weight_shape, "weight")
     n, k_out, oh, ow = g.output_shape
-    if _strategy(g, plan) == "im2col":
+    strategy = _strategy(g, plan)
+    if strategy == "simd":
+        return simd.forward(x, weight, g, MAX_THREADS, _PerImage)
+    if strategy == "im2col":
         y = np.empty(g.output_shape, dtype=x.dtype)
         with single_thread_blas:
             _conv.conv2d_forward_batched(x, weight, y, _work(g, x.dtype), g.groups, *_window(g))
@@ -120,8 +147,11 @@ def conv2d_backward_input(grad_y: np.ndarray, weight: np.ndarray, g, plan: str |
     grad_y, weight = floats(grad_y, weight, ndim=4)
     shaped(grad_y, g.output_shape, "grad_y")
     shaped(weight, g.weight_shape, "weight")
+    strategy = _strategy(g, plan)
+    if strategy == "simd":
+        return simd.backward_input(grad_y, weight, g, MAX_THREADS, _PerImage)
     grad_x = np.zeros(g.input_shape, dtype=grad_y.dtype)
-    if _strategy(g, plan) == "im2col":
+    if strategy == "im2col":
         with single_thread_blas:
             _conv.conv2d_backward_input_batched(grad_y, weight, grad_x, _work(g, grad_y.dtype), g.groups,
                                                 *_window(g))
@@ -140,7 +170,10 @@ def conv2d_backward_weight(grad_y: np.ndarray, x: np.ndarray, g, plan: str | Non
     shaped(grad_y, g.output_shape, "grad_y")
     shaped(x, g.input_shape, "x")
     weight_shape = g.weight_shape
-    if _strategy(g, plan) == "im2col":
+    strategy = _strategy(g, plan)
+    if strategy == "simd":
+        return simd.backward_weight(grad_y, x, g, MAX_THREADS, _PerImage)
+    if strategy == "im2col":
         partial = np.zeros((MAX_THREADS, int(np.prod(weight_shape))), dtype=x.dtype)
         kh, kw = g.kernel
         with single_thread_blas:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 from tinygrad_cnn.kernels.blas_threads import single_thread_blas
-from tinygrad_cnn.kernels.numba.conv import channels_last, direct, im2col_gemm, winograd
+from tinygrad_cnn.kernels.numba.conv import channels_last, direct, im2col_gemm, simd, winograd
 
 STRATEGIES = {
     "direct": direct,
@@ -39,6 +39,8 @@ STRATEGIES = {
     "channels_last": channels_last,
     "im2col": im2col_gemm,
 }
+if simd.simd.available():  # the ahead-of-time SIMD loops, where setup.py could build them
+    STRATEGIES["simd"] = simd
 
 WINOGRAD_MIN_CHANNELS = 32      # below this, F(2x2, 3x3)'s 16 small GEMMs lose to channels-last
 CHANNELS_LAST_MAX_PIXELS = 256  # larger output planes give im2col long contiguous rows
