@@ -436,9 +436,9 @@ class Fitting:
         heads = self._compiled_heads()
         data = self._data(x, y, batch_size, False, steps)
         self._build_for(data)
+        bar = Progbar(len(data) or None, _verbosity(verbose))
         logs = self._evaluate_data(data)
-        if _verbosity(verbose):
-            Progbar(len(data) or None, _verbosity(verbose)).update(len(data), logs, final=True)
+        bar.update(len(data), logs, final=True)
         if return_dict:
             return logs
         values = list(logs.values())

@@ -116,20 +116,23 @@ class Model(Fitting, Layer):
         for node in ordered:
             if node.layer not in layers:
                 layers.append(node.layer)
-        self._register(layers)
         self._graph_inputs, self._graph_layers = ins, layers
         self._nodes = [node for node in ordered if node.parents]  # the calls to run; inputs are given
         self._graph_outputs = outputs if isinstance(outputs, KerasTensor) else list(outputs)
         self._input_structure = inputs if isinstance(inputs, KerasTensor) else list(inputs)
+        self._register(self.layers)
 
     def _register(self, layers: Sequence[Layer]) -> None:
+        """The layers become the model's children by position (state_dict keys '0.module.weight',
+        as PyTorch's Sequential), so two builds of one architecture exchange state dicts and
+        checkpoints whatever their layers were named."""
         names = [layer.name for layer in layers]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"layer names must be unique in a model, {duplicates} appear more than once")
         self._modules.clear()
-        for layer in layers:
-            self._modules[layer.name] = layer  # children by name: state_dict keys 'conv2d.module.weight'
+        for i, layer in enumerate(layers):
+            self._modules[str(i)] = layer
 
     def _run(self, inputs, apply):
         """Walk the graph: ``apply(layer, arguments)`` gives each node's output from its inputs'."""
@@ -230,8 +233,8 @@ class Model(Fitting, Layer):
             layer.trainable = value
 
     def save_weights(self, filepath: str | os.PathLike) -> None:
-        """Every weight in Keras's layout, keyed ``'<layer>/<weight>'``, in an ``.npz`` archive
-        (written atomically; the file name is kept as given)."""
+        """Every weight in Keras's layout and order, keyed ``'<layer>/<weight>'``, in an ``.npz``
+        archive (written atomically; the file name is kept as given, e.g. ``'model.weights.h5'``)."""
         arrays = {}
         for weight in self.weights:
             if weight.path in arrays:
@@ -240,23 +243,23 @@ class Model(Fitting, Layer):
         save(arrays, filepath)
 
     def load_weights(self, filepath: str | os.PathLike) -> None:
-        """Read a ``save_weights`` file, or a training checkpoint written by ``ModelCheckpoint``."""
+        """Read a ``save_weights`` file (weight by weight in order, as Keras 2's default: the layer
+        names may differ) or a training checkpoint written by ``ModelCheckpoint``."""
         archive = load(filepath)
         if "meta" in archive and any(k.startswith("model.") for k in archive):  # a training checkpoint
             state = {k.removeprefix("model."): v for k, v in archive.items() if k.startswith("model.")}
             self.load_state_dict(state)
             return
-        weights = {w.path: w for w in self.weights}
-        missing, unexpected = sorted(set(weights) - set(archive)), sorted(set(archive) - set(weights))
-        if missing or unexpected:
-            raise ValueError(f"load_weights({os.fspath(filepath)!r}): missing weights {missing}, unexpected "
-                             f"weights {unexpected}")
-        for path, weight in weights.items():
-            if tuple(archive[path].shape) != weight.shape:
-                raise ValueError(f"load_weights: '{path}' has shape {tuple(archive[path].shape)} in the "
-                                 f"file but {weight.shape} in the model")
-        for path, weight in weights.items():
-            weight.assign(archive[path].numpy())
+        weights, arrays = self.weights, list(archive.items())
+        if len(arrays) != len(weights):
+            raise ValueError(f"load_weights({os.fspath(filepath)!r}): the file holds {len(arrays)} weights, "
+                             f"model '{self.name}' has {len(weights)}")
+        for weight, (path, array) in zip(weights, arrays):
+            if tuple(array.shape) != weight.shape:
+                raise ValueError(f"load_weights: weight '{weight.path}' has shape {weight.shape}, the file's "
+                                 f"'{path}' in its place has {tuple(array.shape)}")
+        for weight, (_, array) in zip(weights, arrays):
+            weight.assign(array.numpy())
 
     # ------------------------------------------------------------- summary
     def summary(self, line_length: int | None = None, positions: Sequence[float] | None = None,

@@ -362,8 +362,10 @@ class Layer(Module):
         return self(inputs)
 
     def _as_tensor(self, value) -> Tensor:
+        """Arrays become Tensors of the layer's dtype; Tensors pass as they are (the graph of
+        their gradient stays whole; the ops refuse a mix of dtypes with a clear error)."""
         if isinstance(value, Tensor):
-            return value if str(value.dtype) == self.dtype else value.type(self.dtype)
+            return value
         array = np.asarray(value)
         if array.dtype.kind not in "biuf":
             raise TypeError(f"layer '{self.name}': inputs must be numeric arrays or Tensors, got "
@@ -402,6 +404,14 @@ class Layer(Module):
     @property
     def output_shape(self):
         return self.output.shape
+
+    def __getattr__(self, name: str):
+        # Python calls this when a property raises AttributeError: let the property's own
+        # explanation ("has never been called on a symbolic input...") through
+        prop = getattr(type(self), name, None)
+        if isinstance(prop, property):
+            return prop.fget(self)
+        return super().__getattr__(name)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name}, built={self.built}>"

@@ -24,7 +24,7 @@ import math
 
 import tinygrad_cnn.nn.functional as F
 from tinygrad_cnn import nn, theory
-from tinygrad_cnn.keras import activations, backend
+from tinygrad_cnn.keras import activations, backend, initializers
 from tinygrad_cnn.keras.layers.base import DepthwiseLayout, Layer, conv_layout
 from tinygrad_cnn.nn.functional.checks import check_flag, int_tuple, positive_int
 from tinygrad_cnn.tensor import Tensor
@@ -138,7 +138,8 @@ class _Conv(_SpatialLayer):
         self.padding = check_padding(cls, padding, self.paddings)
         self.activation = activations.get(activation)
         self.use_bias = check_flag(cls, "use_bias", use_bias)
-        self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
 
     def build(self, input_shape) -> None:
         channels = self.channels(input_shape)
@@ -201,7 +202,8 @@ class DepthwiseConv2D(_SpatialLayer):
         self.padding = check_padding(cls, padding)
         self.activation = activations.get(activation)
         self.use_bias = check_flag(cls, "use_bias", use_bias)
-        self.depthwise_initializer, self.bias_initializer = depthwise_initializer, bias_initializer
+        self.depthwise_initializer = initializers.get(depthwise_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
 
     def build(self, input_shape) -> None:
         channels = self.channels(input_shape)
@@ -241,7 +243,7 @@ class SeparableConv2D(DepthwiseConv2D):
         super().__init__(kernel_size, strides, padding, depth_multiplier, data_format, dilation_rate,
                          activation, use_bias, depthwise_initializer, bias_initializer, **kwargs)
         self.filters = positive_int(type(self).__name__, "filters", filters)
-        self.pointwise_initializer = pointwise_initializer
+        self.pointwise_initializer = initializers.get(pointwise_initializer)
 
     def build(self, input_shape) -> None:
         channels = self.channels(input_shape)

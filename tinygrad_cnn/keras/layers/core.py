@@ -14,7 +14,7 @@ import numpy as np
 import tinygrad_cnn.nn.functional as F
 from tinygrad_cnn import nn
 from tinygrad_cnn.autograd import no_grad
-from tinygrad_cnn.keras import activations, backend
+from tinygrad_cnn.keras import activations, backend, initializers
 from tinygrad_cnn.keras.layers.base import DENSE_LAYOUT, Layer, shape_text, unknown_product
 from tinygrad_cnn.nn.functional.checks import check_flag, is_int, positive_int
 from tinygrad_cnn.tensor import Tensor, cat
@@ -37,7 +37,8 @@ class Dense(Layer):
         self.units = positive_int("Dense", "units", units)
         self.activation = activations.get(activation)
         self.use_bias = check_flag("Dense", "use_bias", use_bias)
-        self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
 
     def build(self, input_shape) -> None:
         if len(input_shape) < 2 or input_shape[-1] is None:
@@ -178,8 +179,9 @@ class BatchNormalization(Layer):
         self.axis, self.momentum, self.epsilon = int(axis), float(momentum), float(epsilon)
         self.center, self.scale = check_flag("BatchNormalization", "center", center), \
             check_flag("BatchNormalization", "scale", scale)
-        self.initializers = (gamma_initializer, beta_initializer, moving_mean_initializer,
-                             moving_variance_initializer)
+        self.initializers = tuple(initializers.get(i) for i in (gamma_initializer, beta_initializer,
+                                                                moving_mean_initializer,
+                                                                moving_variance_initializer))
 
     def build(self, input_shape) -> None:
         rank = len(input_shape)
