@@ -19,7 +19,7 @@ MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 
 def test_course_mnist_network_reaches_98_percent():
     """8,000 training and 2,000 test images of the MNIST test files, 3 epochs, RMSprop (the course's)."""
-    if not (MNIST / "t10k-images-idx3-ubyte.gz").is_file() and not (MNIST / "t10k-images-idx3-ubyte").is_file():
+    if not any((MNIST / name).is_file() for name in ("t10k-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte")):
         pytest.skip(f"no MNIST files in {MNIST}")
     images, labels = data.load_mnist(MNIST, "test")
     images = images.transpose(0, 2, 3, 1)  # NCHW -> Keras's NHWC
@@ -69,8 +69,8 @@ def test_rock_paper_scissors_builder_in_a_loop_with_callbacks(tmp_path):
     pytest.importorskip("tensorboardX", reason="TensorBoard needs tensorboardX")
     _write_hand_shapes(tmp_path / "hands")
     generator = ImageDataGenerator(rescale=1 / 255, rotation_range=10, width_shift_range=0.1,
-                                   height_shift_range=0.1, shear_range=5, zoom_range=0.1, horizontal_flip=True,
-                                   validation_split=1 / 3)
+                                   height_shift_range=0.1, shear_range=5, zoom_range=0.1,
+                                   horizontal_flip=True, validation_split=1 / 3)
     train = generator.flow_from_directory(tmp_path / "hands", target_size=(24, 24), batch_size=4,
                                           class_mode="categorical", subset="training", seed=0)
     validation = generator.flow_from_directory(tmp_path / "hands", target_size=(24, 24), batch_size=4,
