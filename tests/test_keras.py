@@ -21,6 +21,7 @@ from tinygrad_cnn.keras import (
     initializers,
     layers,
     losses,
+    models,
     optimizers,
     utils,
 )
@@ -30,17 +31,18 @@ from tinygrad_cnn.testing import gradcheck
 RNG = np.random.default_rng(0)
 
 
-def course_network() -> Sequential:
-    """The course's MNIST network, as its slides write it."""
-    model = Sequential()
-    model.add(layers.Conv2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1)))
-    model.add(layers.MaxPooling2D((2, 2)))
-    model.add(layers.Conv2D(64, (3, 3), activation="relu"))
-    model.add(layers.MaxPooling2D((2, 2)))
-    model.add(layers.Conv2D(64, (3, 3), activation="relu"))
-    model.add(layers.Flatten())
-    model.add(layers.Dense(64, activation="relu"))
-    model.add(layers.Dense(10, activation="softmax"))
+def course_network(L=layers, M=models):
+    """The course's MNIST network as its slides write it; ``L``, ``M``: the layers and models
+    modules (Keras's own in test_keras_parity.py)."""
+    model = M.Sequential()
+    model.add(L.Conv2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1)))
+    model.add(L.MaxPooling2D((2, 2)))
+    model.add(L.Conv2D(64, (3, 3), activation="relu"))
+    model.add(L.MaxPooling2D((2, 2)))
+    model.add(L.Conv2D(64, (3, 3), activation="relu"))
+    model.add(L.Flatten())
+    model.add(L.Dense(64, activation="relu"))
+    model.add(L.Dense(10, activation="softmax"))
     return model
 
 
@@ -287,11 +289,14 @@ def test_gradients_of_a_keras_model_by_finite_differences():
     labels = np.array([0, 3, 1])
     x = Tensor(RNG.normal(size=(3, 6, 5, 2)), requires_grad=True)
     kernel = model.layers[0].module.weight
-    with tinygrad_cnn.enable_grad():
-        model.train()
-        gradcheck(lambda x, w: losses.get("sparse_categorical_crossentropy")(labels, model(x)), [x, kernel])
+    model.train()
+    # the reference kernels: this checks the Keras layers' transposes and paddings, and float64
+    # Numba kernels would be compiled for this test alone
+    with tinygrad_cnn.use_backend("reference"), tinygrad_cnn.enable_grad():
+        gradcheck(lambda x, w: losses.get("sparse_categorical_crossentropy")(labels, model(x)), [x, kernel],
+                  n_directions=8)
         gradcheck(lambda x, w: losses.CategoricalCrossentropy(label_smoothing=0.1)(
-            np.eye(4)[labels], model(x)), [x, kernel])
+            np.eye(4)[labels], model(x)), [x, kernel], n_directions=8)
 
 
 # ------------------------------------------------------------------ training API

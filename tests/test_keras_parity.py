@@ -24,22 +24,10 @@ if keras.backend.backend() != "jax" or not keras.__version__.startswith("3"):
                 allow_module_level=True)
 
 import tinygrad_cnn  # noqa: E402
+from tests.test_keras import course_network as mnist  # noqa: E402
 from tinygrad_cnn import keras as tk  # noqa: E402
 
 RNG = np.random.default_rng(0)
-
-
-def mnist(L, M):
-    model = M.Sequential()
-    model.add(L.Conv2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1)))
-    model.add(L.MaxPooling2D((2, 2)))
-    model.add(L.Conv2D(64, (3, 3), activation="relu"))
-    model.add(L.MaxPooling2D((2, 2)))
-    model.add(L.Conv2D(64, (3, 3), activation="relu"))
-    model.add(L.Flatten())
-    model.add(L.Dense(64, activation="relu"))
-    model.add(L.Dense(10, activation="softmax"))
-    return model
 
 
 def strided_same(L, M):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import tinygrad_cnn
+from tests.test_keras import course_network
 from tinygrad_cnn import data
 from tinygrad_cnn.keras import callbacks, layers, models
 from tinygrad_cnn.keras.preprocessing.image import ImageDataGenerator
@@ -27,15 +28,7 @@ def test_course_mnist_network_reaches_98_percent():
     test_images, test_labels = images[8000:], labels[8000:]
     tinygrad_cnn.manual_seed(0)
 
-    model = models.Sequential()
-    model.add(layers.Conv2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1)))
-    model.add(layers.MaxPooling2D((2, 2)))
-    model.add(layers.Conv2D(64, (3, 3), activation="relu"))
-    model.add(layers.MaxPooling2D((2, 2)))
-    model.add(layers.Conv2D(64, (3, 3), activation="relu"))
-    model.add(layers.Flatten())
-    model.add(layers.Dense(64, activation="relu"))
-    model.add(layers.Dense(10, activation="softmax"))
+    model = course_network()  # Sequential(), then add(Conv2D(32, (3, 3), ..., input_shape=(28, 28, 1))), ...
     lines: list[str] = []
     model.summary(print_fn=lines.append)
     assert "Total params: 93,322" in lines and model.count_params() == 93_322

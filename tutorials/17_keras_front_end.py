@@ -97,7 +97,7 @@ assert model.layers[4].output.shape == (None, 3, 3, 64)
 
 # %%
 model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-epochs = 2 if args.quick else 3 if args.mnist else 5
+epochs = 2 if args.quick else 3 if args.mnist else 8
 history = model.fit(train_images, y_train, epochs=epochs, batch_size=32,
                     validation_data=(test_images, y_test), verbose=2)
 test_loss, test_accuracy = model.evaluate(test_images, y_test, verbose=0)

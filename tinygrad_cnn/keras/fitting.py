@@ -228,7 +228,7 @@ def _per_output(spec, names: list[str], what: str) -> list:
         if unknown:
             raise ValueError(f"compile: {what} for unknown outputs {unknown}; the outputs are {names}")
         return [spec.get(n) for n in names]
-    if isinstance(spec, (list, tuple)) and len(names) > 1:
+    if isinstance(spec, (list, tuple)):
         if len(spec) != len(names):
             raise ValueError(f"compile: {len(spec)} {what} for {len(names)} outputs {names}")
         return list(spec)
@@ -332,8 +332,9 @@ class Fitting:
     def _data(self, x, y, batch_size, shuffle: bool, steps=None, targets: bool = True):
         names = self._input_names()
         if _is_batches(x):
-            if y is not None:
-                raise ValueError("y must be None when x is a batch iterator or generator (it yields (x, y))")
+            if y is not None or batch_size is not None:
+                raise ValueError("y and batch_size must be None when x is a batch iterator or generator "
+                                 "(it yields (x, y) batches of its own size)")
             return _BatchData(x, steps, names, self.output_names, self.dtype)
         if x is None:
             raise ValueError("no input data: give x")

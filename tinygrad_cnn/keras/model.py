@@ -120,6 +120,7 @@ class Model(Fitting, Layer):
         self._nodes = [node for node in ordered if node.parents]  # the calls to run; inputs are given
         self._graph_outputs = outputs if isinstance(outputs, KerasTensor) else list(outputs)
         self._input_structure = inputs if isinstance(inputs, KerasTensor) else list(inputs)
+        self.dtype = ins[0].dtype  # arrays given to the model become Tensors of its inputs' dtype
         self._register(self.layers)
 
     def _register(self, layers: Sequence[Layer]) -> None:
@@ -222,15 +223,9 @@ class Model(Fitting, Layer):
                     out.append(weight)
         return out
 
-    @property
-    def trainable(self) -> bool:
-        return self._trainable
-
-    @trainable.setter
-    def trainable(self, value: bool) -> None:
-        self._trainable = bool(value)
+    def _propagate_trainable(self) -> None:
         for layer in self.layers:
-            layer.trainable = value
+            layer.trainable = self._trainable
 
     def save_weights(self, filepath: str | os.PathLike) -> None:
         """Every weight in Keras's layout and order, keyed ``'<layer>/<weight>'``, in an ``.npz``

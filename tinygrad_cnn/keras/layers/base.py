@@ -280,6 +280,10 @@ class Layer(Module):
     def trainable(self, value: bool) -> None:
         """Freeze (False) or unfreeze the layer's weights (transfer learning); recompile after."""
         self._trainable = bool(value)
+        self._propagate_trainable()
+
+    def _propagate_trainable(self) -> None:
+        """Only trainable weights get gradients (a model passes the flag on to its layers)."""
         for weight in self._weights:
             if isinstance(weight.tensor, Parameter):
                 weight.tensor.requires_grad = weight.trainable
