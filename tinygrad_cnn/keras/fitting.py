@@ -111,7 +111,10 @@ class _BatchData:
         return self.steps or 0
 
     def _split(self, batch):
-        x, y = (batch[0], batch[1]) if isinstance(batch, tuple) and len(batch) >= 2 else \
+        if isinstance(batch, tuple) and len(batch) > 2:
+            raise ValueError(f"batches must be x or (x, y); got a tuple of {len(batch)} (sample weights "
+                             "are not supported)")
+        x, y = batch if isinstance(batch, tuple) and len(batch) == 2 else \
             ((batch[0] if isinstance(batch, tuple) else batch), None)
         xs = [Tensor(a) for a in _arrays(x, self.names[0], "x", self.dtype)]
         return xs, None if y is None else _arrays(y, self.names[1], "y")
