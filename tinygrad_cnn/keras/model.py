@@ -302,7 +302,8 @@ class Model(Fitting, Layer):
         shape = shapes.pop() if len(shapes) == 1 else ("multiple" if shapes else "?")
         if isinstance(layer, InputLayer):
             shape = f"[{shape}]"
-        row = [[f"{layer.name} ({type(layer).__name__})"], [shape], [f"{layer.count_params():,}"]]
+        params = f"{layer.count_params():,}" if layer.built else "0 (unbuilt)"
+        row = [[f"{layer.name} ({type(layer).__name__})"], [shape], [params]]
         if functional:
             sources = [f"{p.node.layer.name}[{p.node.layer._inbound_nodes.index(p.node)}][0]"
                        for n in own if n in self._nodes for p in n.parents]
