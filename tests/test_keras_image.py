@@ -125,3 +125,31 @@ def test_single_image_helpers(folders: Path):
     assert image.img_to_array(picture, data_format="channels_first").shape == (3, 6, 7)
     back = image.array_to_img(array, scale=False)
     np.testing.assert_array_equal(np.asarray(back), array.astype(np.uint8))
+
+
+def test_fit_generator_and_save_as_in_keras_2(tmp_path: Path, folders: Path):
+    """Chollet's cats-and-dogs code: fit_generator on flow_from_directory, then model.save."""
+    from tinygrad_cnn.keras import layers, models, optimizers
+
+    def small_convnet():
+        return models.Sequential([layers.Conv2D(2, 3, activation="relu", input_shape=(6, 7, 3)),
+                                  layers.Flatten(), layers.Dense(1, activation="sigmoid")])
+
+    train = ImageDataGenerator(rescale=1 / 255, horizontal_flip=True).flow_from_directory(
+        folders, target_size=(6, 7), batch_size=4, class_mode="binary")
+    model = small_convnet()
+    model.compile(optimizer=optimizers.RMSprop(lr=1e-3), loss="binary_crossentropy", metrics=["acc"])
+    history = model.fit_generator(train, steps_per_epoch=2, epochs=2, validation_data=train,
+                                  validation_steps=1, verbose=0)
+    assert list(history.history) == ["loss", "acc", "val_loss", "val_acc"] and len(history.epoch) == 2
+    model.save(tmp_path / "cats_and_dogs_small_1.h5")
+    again = small_convnet()
+    again.load_weights(tmp_path / "cats_and_dogs_small_1.h5")
+    x, _ = next(train)
+    np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
+    every = ImageDataGenerator(rescale=1 / 255).flow_from_directory(
+        folders, target_size=(6, 7), batch_size=10, class_mode="binary", shuffle=False)
+    images, labels = next(every)
+    np.testing.assert_allclose(model.evaluate_generator(every, steps=1),
+                               model.evaluate(images, labels, verbose=0))
+    np.testing.assert_allclose(model.predict_generator(every, steps=1), model.predict(images, verbose=0))

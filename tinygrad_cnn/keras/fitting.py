@@ -22,18 +22,16 @@ batch iterator such as ``ImageDataGenerator(...).flow(...)``: anything with ``__
 
 from __future__ import annotations
 
-import itertools
 import sys
 import time
-from collections.abc import Iterator
 
 import numpy as np
 
 from tinygrad_cnn.autograd import no_grad
-from tinygrad_cnn.data.loader import DataLoader, TensorDataset
 from tinygrad_cnn.keras import losses as losses_module
 from tinygrad_cnn.keras import metrics as metrics_module
 from tinygrad_cnn.keras import optimizers
+from tinygrad_cnn.keras.data_adapters import ArrayData, BatchData, arrays, is_batches
 from tinygrad_cnn.keras.layers.base import flatten, training_mode
 from tinygrad_cnn.tensor import Tensor
 from tinygrad_cnn.training import checkpoint as ckpt
@@ -41,105 +39,6 @@ from tinygrad_cnn.training.callbacks import Callback
 from tinygrad_cnn.training.trainer import History
 
 DEFAULT_BATCH_SIZE = 32
-
-
-# ----------------------------------------------------------------- data
-def _arrays(data, names: list[str], what: str, dtype=None) -> list[np.ndarray]:
-    """``data`` (an array, a list, or a dict by name) as one array per name."""
-    if isinstance(data, dict):
-        missing = [n for n in names if n not in data]
-        if missing:
-            raise ValueError(f"{what}: no data for {missing} (the dict has {sorted(data)})")
-        data = [data[n] for n in names]
-    elif len(names) > 1:
-        if not isinstance(data, (list, tuple)) or len(data) != len(names):
-            raise ValueError(f"{what}: the model has {len(names)} of them ({names}); give a list or a dict")
-    else:
-        data = [data]
-    out = []
-    for item in data:
-        array = item.numpy() if isinstance(item, Tensor) else np.asarray(item)
-        if array.dtype.kind not in "biuf" or array.ndim == 0:
-            raise TypeError(f"{what} must be numeric arrays with a batch axis, got {type(item).__name__} "
-                            f"{getattr(array, 'shape', '')}")
-        out.append(array.astype(dtype, copy=False) if dtype is not None else array)
-    return out
-
-
-class _ArrayData:
-    """Batches of arrays through a DataLoader (seeded shuffling every epoch)."""
-
-    def __init__(self, xs: list[np.ndarray], ys: list[np.ndarray] | None, batch_size: int,
-                 shuffle: bool) -> None:
-        lengths = [len(a) for a in xs + (ys or [])]
-        if len(set(lengths)) != 1:
-            raise ValueError(f"inputs and targets must have the same number of samples, got {lengths}")
-        if lengths[0] == 0:
-            raise ValueError("no samples to train or evaluate on")
-        self.xs, self.n_inputs = xs, len(xs)
-        self.loader = DataLoader(TensorDataset(*xs, *(ys or [])), batch_size=batch_size, shuffle=shuffle)
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def sample(self) -> list[np.ndarray]:
-        return [x[:1] for x in self.xs]
-
-    def epoch(self, epoch: int) -> Iterator[tuple[list[Tensor], list[np.ndarray]]]:
-        self.loader.set_epoch(epoch)
-        for batch in self.loader:
-            yield list(batch[: self.n_inputs]), [t.numpy() for t in batch[self.n_inputs:]]
-
-
-class _BatchData:
-    """Batches from an iterator (``ImageDataGenerator.flow``), a sequence or a generator."""
-
-    def __init__(self, source, steps: int | None, input_names: list[str], output_names: list[str],
-                 dtype) -> None:
-        if steps is None and hasattr(source, "__len__"):
-            steps = len(source)
-        self.steps, self.names, self.dtype = steps, (input_names, output_names), dtype
-        if hasattr(source, "__next__"):
-            self.iterator = source
-        elif hasattr(source, "__getitem__") and hasattr(source, "__len__"):
-            self.iterator = (source[i] for _ in itertools.count() for i in range(len(source)))
-        else:
-            self.iterator = iter(source)
-        self.pending: list = []
-
-    def __len__(self) -> int:
-        return self.steps or 0
-
-    def _split(self, batch):
-        if isinstance(batch, tuple) and len(batch) > 2:
-            raise ValueError(f"batches must be x or (x, y); got a tuple of {len(batch)} (sample weights "
-                             "are not supported)")
-        x, y = batch if isinstance(batch, tuple) and len(batch) == 2 else \
-            ((batch[0] if isinstance(batch, tuple) else batch), None)
-        xs = [Tensor(a) for a in _arrays(x, self.names[0], "x", self.dtype)]
-        return xs, None if y is None else _arrays(y, self.names[1], "y")
-
-    def _next(self):
-        return self.pending.pop() if self.pending else next(self.iterator)
-
-    def sample(self) -> list:
-        self.pending.append(self._next())
-        return self._split(self.pending[-1])[0]
-
-    def epoch(self, epoch: int):
-        for _ in (range(self.steps) if self.steps else itertools.count()):
-            try:
-                batch = self._next()
-            except StopIteration:
-                if self.steps:
-                    raise ValueError(f"the data ran out before {self.steps} steps") from None
-                return
-            yield self._split(batch)
-
-
-def _is_batches(data) -> bool:
-    return data is not None and not isinstance(data, (np.ndarray, Tensor, list, tuple, dict)) and (
-        hasattr(data, "__next__") or hasattr(data, "__iter__") or hasattr(data, "__getitem__"))
 
 
 # ----------------------------------------------------------------- logs and progress
@@ -212,9 +111,16 @@ class _Run:
         self.model.stop_training = bool(value)
 
     def save_checkpoint(self, path, epoch: int | None = None, info: dict | None = None) -> None:
-        epoch = len(self.history) if epoch is None else epoch
-        ckpt.save_checkpoint(path, self.model, self.optimizer, None, epoch=epoch,
-                             history=self.history.to_dict(), info={"model": self.model.name, **(info or {})})
+        write_checkpoint(self.model, path, epoch, info)
+
+
+def write_checkpoint(model, path, epoch: int | None = None, info: dict | None = None) -> None:
+    """The model's weights, its optimizer's state and its history so far as a training checkpoint
+    (``tinygrad_cnn.training.save_checkpoint``)."""
+    history = getattr(model, "history", None) or History()
+    engine = model.optimizer.engine if model.optimizer is not None else None
+    ckpt.save_checkpoint(path, model, engine, None, epoch=len(history) if epoch is None else epoch,
+                         history=history.to_dict(), info={"model": model.name, **(info or {})})
 
 
 # ----------------------------------------------------------------- the API
@@ -334,19 +240,19 @@ class Fitting:
 
     def _data(self, x, y, batch_size, shuffle: bool, steps=None, targets: bool = True):
         names = self._input_names()
-        if _is_batches(x):
+        if is_batches(x):
             if y is not None or batch_size is not None:
                 raise ValueError("y and batch_size must be None when x is a batch iterator or generator "
                                  "(it yields (x, y) batches of its own size)")
-            return _BatchData(x, steps, names, self.output_names, self.dtype)
+            return BatchData(x, steps, names, self.output_names, self.dtype)
         if x is None:
             raise ValueError("no input data: give x")
         if targets and y is None:
             raise ValueError("training and evaluation need targets y")
         batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
-        xs = _arrays(x, names, "x", self.dtype)
-        ys = _arrays(y, self.output_names, "y") if y is not None else None
-        return _ArrayData(xs, ys, batch_size, shuffle)
+        xs = arrays(x, names, "x", self.dtype)
+        ys = arrays(y, self.output_names, "y") if y is not None else None
+        return ArrayData(xs, ys, batch_size, shuffle)
 
     def _build_for(self, data) -> None:
         if not self.built:
@@ -368,11 +274,11 @@ class Fitting:
         if not 0.0 <= validation_split < 1.0:
             raise ValueError(f"fit: validation_split must be in [0, 1), got {validation_split!r}")
         if validation_split:
-            if _is_batches(x):
+            if is_batches(x):
                 raise ValueError("fit: validation_split needs arrays; give validation_data for a generator")
             if validation_data is not None:
                 raise ValueError("fit: give validation_split or validation_data, not both")
-            xs, ys = _arrays(x, self._input_names(), "x"), _arrays(y, self.output_names, "y")
+            xs, ys = arrays(x, self._input_names(), "x"), arrays(y, self.output_names, "y")
             cut = int(len(xs[0]) * (1.0 - validation_split))
             if cut == 0 or cut == len(xs[0]):
                 raise ValueError(f"fit: validation_split={validation_split} leaves no training or validation "
@@ -384,7 +290,7 @@ class Fitting:
         train = self._data(x, y, batch_size, shuffle, steps_per_epoch)
         val = None
         if validation_data is not None:
-            if _is_batches(validation_data):
+            if is_batches(validation_data):
                 val = self._data(validation_data, None, None, False, validation_steps)
             elif isinstance(validation_data, (tuple, list)) and len(validation_data) == 2:
                 val = self._data(*validation_data, validation_batch_size or batch_size, False)
@@ -392,7 +298,7 @@ class Fitting:
                 raise ValueError("fit: validation_data must be (x_val, y_val) or a batch iterator")
         self._build_for(train)
         engine = self.optimizer.bind([p for p in self.parameters() if p.requires_grad])
-        history = History()
+        history = self.history = History()
         history.model = self
         history.params = {"epochs": epochs, "steps": len(train) or None, "verbose": verbose}
         run = _Run(self, engine, history)
@@ -431,7 +337,6 @@ class Fitting:
                 break
         for c in callbacks:
             c.on_train_end(dict(logs))
-        self.history = history
         return history
 
     def evaluate(self, x=None, y=None, batch_size: int | None = None, verbose="auto",
@@ -460,6 +365,21 @@ class Fitting:
             raise ValueError("predict: no batches")
         outputs = [np.concatenate(parts) for parts in zip(*chunks)]
         return outputs[0] if len(outputs) == 1 else outputs
+
+    # Keras 2's names for fitting on generators (the course's ``fit_generator``)
+    def fit_generator(self, generator, steps_per_epoch: int | None = None, epochs: int = 1, verbose="auto",
+                      callbacks=None, validation_data=None, validation_steps: int | None = None,
+                      initial_epoch: int = 0) -> History:
+        """``fit`` on a batch iterator, with Keras 2's argument order."""
+        return self.fit(generator, steps_per_epoch=steps_per_epoch, epochs=epochs, verbose=verbose,
+                        callbacks=callbacks, validation_data=validation_data,
+                        validation_steps=validation_steps, initial_epoch=initial_epoch)
+
+    def evaluate_generator(self, generator, steps: int | None = None, verbose=0):
+        return self.evaluate(generator, steps=steps, verbose=verbose)
+
+    def predict_generator(self, generator, steps: int | None = None, verbose=0):
+        return self.predict(generator, steps=steps, verbose=verbose)
 
     def _one_batch(self, x, y):
         data = self._data(x, y, 2**31 - 1, False, targets=y is not None)

@@ -24,7 +24,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from tinygrad_cnn.keras.fitting import Fitting
+from tinygrad_cnn.keras.fitting import Fitting, write_checkpoint
 from tinygrad_cnn.keras.layers.base import (
     InputLayer,
     KerasTensor,
@@ -236,6 +236,13 @@ class Model(Fitting, Layer):
                 raise ValueError(f"two weights are named {weight.path!r}: give the layers unique names")
             arrays[weight.path] = weight.numpy()
         save(arrays, filepath)
+
+    def save(self, filepath: str | os.PathLike) -> None:
+        """A training checkpoint: the weights, the optimizer's state and the history (an ``.npz``
+        archive whatever the name, e.g. the course's ``'cats_and_dogs_small_1.h5'``). The
+        architecture is the code that built the model: build it again and ``load_weights(filepath)``
+        (there is no ``load_model``)."""
+        write_checkpoint(self, filepath)
 
     def load_weights(self, filepath: str | os.PathLike) -> None:
         """Read a ``save_weights`` file (weight by weight in order, as Keras 2's default: the layer
