@@ -54,6 +54,7 @@ EXPECTED = {
         "12_training_curves.png": (500, 250),
         "12_backends.png": (400, 150),
     },
+    "17_keras_front_end.py": {"17_training_curves.png": (700, 250), "17_activations.png": (600, 300)},
     "18_uncertainty.py": {
         "18_mc_passes.png": (700, 400),
         "18_uncertainty.png": (900, 250),
