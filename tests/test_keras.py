@@ -441,7 +441,7 @@ def test_callbacks_follow_keras_rules(tmp_path):
 
 
 def test_errors_name_the_values_at_fault():
-    with pytest.raises(ValueError, match="filters must be positive"):
+    with pytest.raises(ValueError, match="filters must be a positive int"):
         layers.Conv2D(0, 3)
     with pytest.raises(ValueError, match="padding must be one of"):
         layers.Conv2D(2, 3, padding="full")
