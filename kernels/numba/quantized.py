@@ -1,0 +1,231 @@
+"""Integer (int8) inference kernels compiled with Numba: int32 accumulation, fixed-point requantization.
+
+Same functions and arguments as ``kernels/reference/quantized.py`` (its docstring derives the
+arithmetic), and the same integers out: the tests compare the two exactly.
+
+How the loops are written:
+
+* **int32 arithmetic on purpose.** Numba widens integer arithmetic to int64 by default; every
+  multiply-add here is written ``acc = int32(acc + int32(a) * int32(b))``, which LLVM compiles
+  to 32-bit vector instructions (``vpmaddwd``-style multiply-adds of 16-bit lanes): measured on
+  a 400-long dot product, 0.10 ns per multiply-add against 0.45 ns for the widened int64 code,
+  as fast as a float32 dot product. It also wraps modulo 2^32 exactly as the reference's numpy
+  int32 sums do, so both agree even on a sum that overflowed.
+* **Patch rows.** A convolution gathers, per output pixel, its receptive field minus the
+  input zero point (``x - z_x``, int16: at most 255 in magnitude) into one contiguous row, in
+  the (c, kh, kw) order of ``weight.reshape(K, -1)``; each output value is then a dot product
+  of two contiguous int16 rows (im2col transposed, as the channels-last float kernel).
+  Padding enters the rows as 0, which is the real zero after the zero point is subtracted.
+* **Threads.** ``prange`` over contiguous shares of the batch (or of the planes of a pool);
+  below ``PARALLEL_MIN_WORK`` multiply-adds one thread does everything.
+
+Compiled functions call only compiled functions of this file (Numba's cache checks a kernel
+against its own source file alone), so the requantization step is defined here again.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+from tinygrad_cnn.kernels.numba._threads import num_threads
+from tinygrad_cnn.kernels.reference.pool import pool_output_size
+
+# Below this many multiply-adds one thread does it all: waking the pool costs more than it saves.
+PARALLEL_MIN_WORK = 1 << 16
+
+
+@njit(cache=True, inline="always")
+def _requantize_one(acc, multiplier, shift, zero_point, qmin, qmax):
+    """clamp(round(acc * multiplier / 2^shift) + zero_point, qmin, qmax), rounding half up
+    (reference ``requantize`` for one value)."""
+    product = np.int64(acc) * np.int64(multiplier)
+    rounded = (product + (np.int64(1) << (shift - 1))) >> shift
+    value = rounded + zero_point
+    if value < qmin:
+        return qmin
+    if value > qmax:
+        return qmax
+    return value
+
+
+@njit(cache=True, parallel=True)
+def _requantize(acc, multiplier, shift, zero_point, qmin, qmax, y, chunks):
+    """y[n, k, l] = requantized acc[n, k, l] with channel k's multiplier and shift."""
+    n_batch, channels, length = acc.shape
+    for t in prange(chunks):
+        for n in range(t * n_batch // chunks, (t + 1) * n_batch // chunks):
+            for k in range(channels):
+                for i in range(length):
+                    y[n, k, i] = _requantize_one(acc[n, k, i], multiplier[k], shift[k], zero_point, qmin,
+                                                 qmax)
+
+
+@njit(cache=True, parallel=True)
+def _conv2d(x, x_zero_point, weight_rows, bias, multiplier, shift, y_zero_point, qmin, qmax,
+            kernel_h, kernel_w, sh, sw, top, left, dh, dw, groups, y, chunks):
+    """y[n, k, p] for output pixels p = oh OW + ow: the dot product of pixel p's patch row with
+    weight row k, plus bias[k], requantized (reference ``conv2d``)."""
+    n_batch, channels, height, width = x.shape
+    out_channels, rows = weight_rows.shape
+    out_h, out_w = y.shape[2], y.shape[3]
+    group_channels = channels // groups
+    group_out = out_channels // groups
+    pixels = out_h * out_w
+    for t in prange(chunks):
+        patches = np.empty((pixels, rows), dtype=np.int16)
+        for n in range(t * n_batch // chunks, (t + 1) * n_batch // chunks):
+            for g in range(groups):
+                for oh in range(out_h):
+                    for ow in range(out_w):
+                        patch = patches[oh * out_w + ow]
+                        r = 0
+                        for c in range(g * group_channels, (g + 1) * group_channels):
+                            for kh in range(kernel_h):
+                                ih = oh * sh + kh * dh - top
+                                for kw in range(kernel_w):
+                                    iw = ow * sw + kw * dw - left
+                                    if ih >= 0 and ih < height and iw >= 0 and iw < width:
+                                        patch[r] = np.int16(x[n, c, ih, iw]) - x_zero_point
+                                    else:
+                                        patch[r] = 0  # padding: the real zero
+                                    r += 1
+                for k in range(g * group_out, (g + 1) * group_out):
+                    weights = weight_rows[k]
+                    for p in range(pixels):
+                        patch = patches[p]
+                        acc = np.int32(bias[k])
+                        for r in range(rows):
+                            acc = np.int32(acc + np.int32(patch[r]) * np.int32(weights[r]))
+                        y[n, k, p // out_w, p % out_w] = _requantize_one(
+                            acc, multiplier[k], shift[k], y_zero_point, qmin, qmax)
+
+
+@njit(cache=True, parallel=True)
+def _linear(x, x_zero_point, weight_rows, bias, multiplier, shift, y_zero_point, qmin, qmax, y, chunks):
+    """y[n, k] = requantized bias[k] + sum_f (x[n, f] - z_x) w[k, f] (reference ``linear``)."""
+    n_batch, features = x.shape
+    out_features = weight_rows.shape[0]
+    for t in prange(chunks):
+        row = np.empty(features, dtype=np.int16)
+        for n in range(t * n_batch // chunks, (t + 1) * n_batch // chunks):
+            for f in range(features):
+                row[f] = np.int16(x[n, f]) - x_zero_point
+            for k in range(out_features):
+                weights = weight_rows[k]
+                acc = np.int32(bias[k])
+                for f in range(features):
+                    acc = np.int32(acc + np.int32(row[f]) * np.int32(weights[f]))
+                y[n, k] = _requantize_one(acc, multiplier[k], shift[k], y_zero_point, qmin, qmax)
+
+
+@njit(cache=True, parallel=True)
+def _avg_pool2d(x, x_zero_point, kernel_h, kernel_w, sh, sw, ph, pw, multiplier, shift, y_zero_point,
+                qmin, qmax, y, chunks):
+    """y = requantized int32 sum of (x - z_x) over each window; padding adds 0 (reference ``avg_pool2d``)."""
+    planes, height, width = x.shape
+    out_h, out_w = y.shape[1], y.shape[2]
+    for t in prange(chunks):
+        for plane in range(t * planes // chunks, (t + 1) * planes // chunks):
+            for oh in range(out_h):
+                for ow in range(out_w):
+                    acc = np.int32(0)
+                    for kh in range(kernel_h):
+                        ih = oh * sh + kh - ph
+                        if ih < 0 or ih >= height:
+                            continue
+                        for kw in range(kernel_w):
+                            iw = ow * sw + kw - pw
+                            if iw >= 0 and iw < width:
+                                acc = np.int32(acc + (np.int32(x[plane, ih, iw]) - np.int32(x_zero_point)))
+                    y[plane, oh, ow] = _requantize_one(acc, multiplier, shift, y_zero_point, qmin, qmax)
+
+
+@njit(cache=True, parallel=True)
+def _max_pool2d(x, kernel_h, kernel_w, sh, sw, ph, pw, dh, dw, y, chunks):
+    """y = the largest integer of each window, padding skipped; -128 if the window holds no
+    input element (reference ``max_pool2d``)."""
+    planes, height, width = x.shape
+    out_h, out_w = y.shape[1], y.shape[2]
+    for t in prange(chunks):
+        for plane in range(t * planes // chunks, (t + 1) * planes // chunks):
+            for oh in range(out_h):
+                for ow in range(out_w):
+                    best = -128
+                    for kh in range(kernel_h):
+                        ih = oh * sh + kh * dh - ph
+                        if ih < 0 or ih >= height:
+                            continue
+                        for kw in range(kernel_w):
+                            iw = ow * sw + kw * dw - pw
+                            if iw >= 0 and iw < width and x[plane, ih, iw] > best:
+                                best = x[plane, ih, iw]
+                    y[plane, oh, ow] = best
+
+
+def _chunks(n: int, work: int) -> int:
+    """Threads for ``n`` independent items of ``work`` multiply-adds in all."""
+    return max(1, min(num_threads(), n)) if work >= PARALLEL_MIN_WORK else 1
+
+
+def _int64(values) -> np.ndarray:
+    return np.ascontiguousarray(values, dtype=np.int64)
+
+
+def requantize(acc, multiplier, shift, zero_point, qmin, qmax):
+    """acc int32 (N, K, ...) -> int8 in the output scale, channel k by (multiplier[k], shift[k])."""
+    acc3 = np.ascontiguousarray(acc, dtype=np.int32).reshape(acc.shape[0], acc.shape[1], -1)
+    y = np.empty(acc3.shape, dtype=np.int8)
+    _requantize(acc3, _int64(multiplier), _int64(shift), int(zero_point), int(qmin), int(qmax), y,
+                _chunks(acc.shape[0], acc.size))
+    return y.reshape(acc.shape)
+
+
+def conv2d(x, x_zero_point, weight, bias, multiplier, shift, y_zero_point, qmin, qmax,
+           stride, padding, dilation, groups):
+    """int8 x (N, C, H, W), weight (K, C/groups, KH, KW) -> int8 y (N, K, OH, OW); see the reference."""
+    n, _, h, w = x.shape
+    k, group_channels, kh, kw = weight.shape
+    top, bottom, left, right = padding
+    oh = (h + top + bottom - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (w + left + right - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    y = np.empty((n, k, oh, ow), dtype=np.int8)
+    rows = np.ascontiguousarray(weight.reshape(k, -1), dtype=np.int16)
+    work = n * k * oh * ow * group_channels * kh * kw
+    _conv2d(np.ascontiguousarray(x), int(x_zero_point), rows, np.ascontiguousarray(bias, dtype=np.int32),
+            _int64(multiplier), _int64(shift), int(y_zero_point), int(qmin), int(qmax), kh, kw,
+            stride[0], stride[1], top, left, dilation[0], dilation[1], groups, y, _chunks(n, work))
+    return y
+
+
+def linear(x, x_zero_point, weight, bias, multiplier, shift, y_zero_point, qmin, qmax):
+    """int8 x (N, F), weight (K, F) -> int8 y (N, K); see the reference."""
+    y = np.empty((x.shape[0], weight.shape[0]), dtype=np.int8)
+    rows = np.ascontiguousarray(weight, dtype=np.int16)
+    _linear(np.ascontiguousarray(x), int(x_zero_point), rows, np.ascontiguousarray(bias, dtype=np.int32),
+            _int64(multiplier), _int64(shift), int(y_zero_point), int(qmin), int(qmax), y,
+            _chunks(x.shape[0], x.size * weight.shape[0]))
+    return y
+
+
+def avg_pool2d(x, x_zero_point, kernel_size, stride, padding, multiplier, shift, y_zero_point, qmin, qmax):
+    """int8 (N, C, H, W) -> int8 (N, C, OH, OW), window sums requantized by one (multiplier, shift)."""
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    y = np.empty((n * c, oh, ow), dtype=np.int8)
+    _avg_pool2d(np.ascontiguousarray(x).reshape(n * c, h, w), int(x_zero_point), kh, kw, sh, sw, ph, pw,
+                int(multiplier[0]), int(shift[0]), int(y_zero_point), int(qmin), int(qmax), y,
+                _chunks(n * c, y.size * kh * kw))
+    return y.reshape(n, c, oh, ow)
+
+
+def max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode):
+    """int8 (N, C, H, W) -> int8 (N, C, OH, OW): the largest integer of each window."""
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
+    oh = pool_output_size(h, kh, sh, ph, dh, ceil_mode)
+    ow = pool_output_size(w, kw, sw, pw, dw, ceil_mode)
+    y = np.empty((n * c, oh, ow), dtype=np.int8)
+    _max_pool2d(np.ascontiguousarray(x).reshape(n * c, h, w), kh, kw, sh, sw, ph, pw, dh, dw, y,
+                _chunks(n * c, y.size * kh * kw))
+    return y.reshape(n, c, oh, ow)
