@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from tinygrad_cnn import kernels
 from tinygrad_cnn.kernels.numba import quantized as nb
 from tinygrad_cnn.kernels.reference import quantized as ref
+
+from tinygrad_cnn import kernels
 from tinygrad_cnn.quantization.qparams import quantize_multiplier
 
 
@@ -188,8 +188,8 @@ def test_fixed_point_multiplier_represents_the_real_multiplier(real):
 
 def test_fixed_point_multiplier_bad_and_tiny_values():
     multiplier, shift = quantize_multiplier(1e-12)  # below 2^-32: acc * M rounds to 0 for every int32
-    assert multiplier[0] == 0 and ref.requantize(np.array([[2**31 - 1]], np.int32), multiplier, shift, 0, -128,
-                                                  127)[0, 0] == 0
+    largest = np.array([[2**31 - 1]], np.int32)
+    assert multiplier[0] == 0 and ref.requantize(largest, multiplier, shift, 0, -128, 127)[0, 0] == 0
     for bad in (0.0, -1.0, np.nan, 2.0**31):
         with pytest.raises(ValueError, match="multiplier"):
             quantize_multiplier(bad)
