@@ -167,18 +167,18 @@ def test_torchvision_state_dicts_load_strictly_and_agree(name):
     else:
         theirs = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True)
         ours = models.googlenet()
-    theirs.eval()
-    with torch.no_grad():  # give the batch norms statistics that are not 0 and 1
+    x = np.random.default_rng(0).random((2, 3, 64, 64)).astype(np.float32)
+    with torch.no_grad():  # running statistics of real activations (not 0 and 1): one batch, momentum 1
         for m in theirs.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-    _load_strictly(ours, theirs)
-    x = np.random.default_rng(0).random((2, 3, 64, 64)).astype(np.float32)
-    with torch.no_grad():
+                m.momentum = 1.0
+        theirs.train()(torch.from_numpy(np.random.default_rng(1).random((4, 3, 64, 64)).astype(np.float32)))
+        theirs.eval()
         expected = theirs(torch.from_numpy(x)).numpy()
+    _load_strictly(ours, theirs)
     got = _eval(ours, x)
-    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4 * max(1.0, float(np.abs(expected).max())))
+    assert np.abs(expected).max() > 1e-3  # outputs that can tell the models apart
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4 * float(np.abs(expected).max()))
     if name == "googlenet":
         _load_strictly(models.googlenet(aux_logits=True),
                        torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True))
