@@ -16,8 +16,11 @@ How the loops are written:
   the (c, kh, kw) order of ``weight.reshape(K, -1)``; each output value is then a dot product
   of two contiguous int16 rows (im2col transposed, as the channels-last float kernel).
   Padding enters the rows as 0, which is the real zero after the zero point is subtracted.
-* **Threads.** ``prange`` over contiguous shares of the batch (or of the planes of a pool);
-  below ``PARALLEL_MIN_WORK`` multiply-adds one thread does everything.
+* **Threads.** Convolution and dense layers run ``prange`` over contiguous shares of the batch
+  (below ``PARALLEL_MIN_WORK`` multiply-adds one thread does everything). Pooling and
+  requantization are single passes over memory with a few operations per element; they stay
+  serial, which also halves their compile time (a ``parallel=True`` kernel takes 5 s instead
+  of 2 s to compile, measured, and that is paid on every fresh checkout).
 
 Compiled functions call only compiled functions of this file (Numba's cache checks a kernel
 against its own source file alone), so the requantization step is defined here again.
@@ -48,16 +51,14 @@ def _requantize_one(acc, multiplier, shift, zero_point, qmin, qmax):
     return value
 
 
-@njit(cache=True, parallel=True)
-def _requantize(acc, multiplier, shift, zero_point, qmin, qmax, y, chunks):
+@njit(cache=True)
+def _requantize(acc, multiplier, shift, zero_point, qmin, qmax, y):
     """y[n, k, l] = requantized acc[n, k, l] with channel k's multiplier and shift."""
     n_batch, channels, length = acc.shape
-    for t in prange(chunks):
-        for n in range(t * n_batch // chunks, (t + 1) * n_batch // chunks):
-            for k in range(channels):
-                for i in range(length):
-                    y[n, k, i] = _requantize_one(acc[n, k, i], multiplier[k], shift[k], zero_point, qmin,
-                                                 qmax)
+    for n in range(n_batch):
+        for k in range(channels):
+            for i in range(length):
+                y[n, k, i] = _requantize_one(acc[n, k, i], multiplier[k], shift[k], zero_point, qmin, qmax)
 
 
 @njit(cache=True, parallel=True)
@@ -118,48 +119,46 @@ def _linear(x, x_zero_point, weight_rows, bias, multiplier, shift, y_zero_point,
                 y[n, k] = _requantize_one(acc, multiplier[k], shift[k], y_zero_point, qmin, qmax)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _avg_pool2d(x, x_zero_point, kernel_h, kernel_w, sh, sw, ph, pw, multiplier, shift, y_zero_point,
-                qmin, qmax, y, chunks):
+                qmin, qmax, y):
     """y = requantized int32 sum of (x - z_x) over each window; padding adds 0 (reference ``avg_pool2d``)."""
     planes, height, width = x.shape
     out_h, out_w = y.shape[1], y.shape[2]
-    for t in prange(chunks):
-        for plane in range(t * planes // chunks, (t + 1) * planes // chunks):
-            for oh in range(out_h):
-                for ow in range(out_w):
-                    acc = np.int32(0)
-                    for kh in range(kernel_h):
-                        ih = oh * sh + kh - ph
-                        if ih < 0 or ih >= height:
-                            continue
-                        for kw in range(kernel_w):
-                            iw = ow * sw + kw - pw
-                            if iw >= 0 and iw < width:
-                                acc = np.int32(acc + (np.int32(x[plane, ih, iw]) - np.int32(x_zero_point)))
-                    y[plane, oh, ow] = _requantize_one(acc, multiplier, shift, y_zero_point, qmin, qmax)
+    for plane in range(planes):
+        for oh in range(out_h):
+            for ow in range(out_w):
+                acc = np.int32(0)
+                for kh in range(kernel_h):
+                    ih = oh * sh + kh - ph
+                    if ih < 0 or ih >= height:
+                        continue
+                    for kw in range(kernel_w):
+                        iw = ow * sw + kw - pw
+                        if iw >= 0 and iw < width:
+                            acc = np.int32(acc + (np.int32(x[plane, ih, iw]) - np.int32(x_zero_point)))
+                y[plane, oh, ow] = _requantize_one(acc, multiplier, shift, y_zero_point, qmin, qmax)
 
 
-@njit(cache=True, parallel=True)
-def _max_pool2d(x, kernel_h, kernel_w, sh, sw, ph, pw, dh, dw, y, chunks):
+@njit(cache=True)
+def _max_pool2d(x, kernel_h, kernel_w, sh, sw, ph, pw, dh, dw, y):
     """y = the largest integer of each window, padding skipped; -128 if the window holds no
     input element (reference ``max_pool2d``)."""
     planes, height, width = x.shape
     out_h, out_w = y.shape[1], y.shape[2]
-    for t in prange(chunks):
-        for plane in range(t * planes // chunks, (t + 1) * planes // chunks):
-            for oh in range(out_h):
-                for ow in range(out_w):
-                    best = -128
-                    for kh in range(kernel_h):
-                        ih = oh * sh + kh * dh - ph
-                        if ih < 0 or ih >= height:
-                            continue
-                        for kw in range(kernel_w):
-                            iw = ow * sw + kw * dw - pw
-                            if iw >= 0 and iw < width and x[plane, ih, iw] > best:
-                                best = x[plane, ih, iw]
-                    y[plane, oh, ow] = best
+    for plane in range(planes):
+        for oh in range(out_h):
+            for ow in range(out_w):
+                best = -128
+                for kh in range(kernel_h):
+                    ih = oh * sh + kh * dh - ph
+                    if ih < 0 or ih >= height:
+                        continue
+                    for kw in range(kernel_w):
+                        iw = ow * sw + kw * dw - pw
+                        if iw >= 0 and iw < width and x[plane, ih, iw] > best:
+                            best = x[plane, ih, iw]
+                y[plane, oh, ow] = best
 
 
 def _chunks(n: int, work: int) -> int:
@@ -175,8 +174,7 @@ def requantize(acc, multiplier, shift, zero_point, qmin, qmax):
     """acc int32 (N, K, ...) -> int8 in the output scale, channel k by (multiplier[k], shift[k])."""
     acc3 = np.ascontiguousarray(acc, dtype=np.int32).reshape(acc.shape[0], acc.shape[1], -1)
     y = np.empty(acc3.shape, dtype=np.int8)
-    _requantize(acc3, _int64(multiplier), _int64(shift), int(zero_point), int(qmin), int(qmax), y,
-                _chunks(acc.shape[0], acc.size))
+    _requantize(acc3, _int64(multiplier), _int64(shift), int(zero_point), int(qmin), int(qmax), y)
     return y.reshape(acc.shape)
 
 
@@ -214,8 +212,7 @@ def avg_pool2d(x, x_zero_point, kernel_size, stride, padding, multiplier, shift,
     oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
     y = np.empty((n * c, oh, ow), dtype=np.int8)
     _avg_pool2d(np.ascontiguousarray(x).reshape(n * c, h, w), int(x_zero_point), kh, kw, sh, sw, ph, pw,
-                int(multiplier[0]), int(shift[0]), int(y_zero_point), int(qmin), int(qmax), y,
-                _chunks(n * c, y.size * kh * kw))
+                int(multiplier[0]), int(shift[0]), int(y_zero_point), int(qmin), int(qmax), y)
     return y.reshape(n, c, oh, ow)
 
 
@@ -226,6 +223,5 @@ def max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode):
     oh = pool_output_size(h, kh, sh, ph, dh, ceil_mode)
     ow = pool_output_size(w, kw, sw, pw, dw, ceil_mode)
     y = np.empty((n * c, oh, ow), dtype=np.int8)
-    _max_pool2d(np.ascontiguousarray(x).reshape(n * c, h, w), kh, kw, sh, sw, ph, pw, dh, dw, y,
-                _chunks(n * c, y.size * kh * kw))
+    _max_pool2d(np.ascontiguousarray(x).reshape(n * c, h, w), kh, kw, sh, sw, ph, pw, dh, dw, y)
     return y.reshape(n, c, oh, ow)
