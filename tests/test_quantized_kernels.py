@@ -207,3 +207,17 @@ def test_every_backend_loads_the_quantized_family(backend):
     mult, shift = quantize_multiplier(np.full(3, 0.003))
     args = (x, 3, weight, np.zeros(3, np.int32), mult, shift, 0, -128, 127, (1, 1), (1, 1, 1, 1), (1, 1), 1)
     np.testing.assert_array_equal(module.conv2d(*args), ref.conv2d(*args))
+
+
+@pytest.mark.parametrize("size, kernel", [(20, 3), (5, 5), (3, 3)])  # 324, 1 and 1 output pixels
+def test_conv2d_row_and_dot_forms_agree_with_the_reference(size, kernel):
+    # the Numba kernel accumulates whole rows of pixels from COLUMN_MIN_PIXELS output pixels on,
+    # one dot product per output below: both must give the reference's integers
+    rng = np.random.default_rng(size)
+    x, weight = int8(rng, (3, 5, size, size)), int8(rng, (9, 5, kernel, kernel), -127)
+    bias = rng.integers(-5000, 5000, 9).astype(np.int32)
+    mult, shift, yz = requant_args(rng, 9)
+    pixels = (size - kernel + 1) ** 2
+    assert (pixels >= nb.COLUMN_MIN_PIXELS) == (size == 20)
+    args = (x, 7, weight, bias, mult, shift, yz, -128, 127, (1, 1), (0, 0, 0, 0), (1, 1), 1)
+    np.testing.assert_array_equal(nb.conv2d(*args), ref.conv2d(*args))
