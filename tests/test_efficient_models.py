@@ -10,19 +10,10 @@ import numpy as np
 import pytest
 
 import tinygrad_cnn as tc
+from tests.test_models import count, run
 from tinygrad_cnn import Tensor, models, nn
 from tinygrad_cnn.models.mobilenet_v2 import CIFAR_SETTING
 from tinygrad_cnn.testing import gradcheck
-
-
-def count(model) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def forward(model, shape, batch=1):
-    model.eval()
-    with tc.no_grad():
-        return model(Tensor(np.random.default_rng(0).random((batch, *shape)).astype(np.float32)))
 
 
 # -------------------------------------------------------------------------------- full size
@@ -39,7 +30,7 @@ def test_mobilenet_v2_count_names_and_blocks():
     depthwise = model.features[2].conv[1][0]
     assert depthwise.groups == depthwise.in_channels == 96 and depthwise.stride == (2, 2)
     assert models.make_divisible(32 * 0.35) == 16 and models.make_divisible(1280 * 1.4) == 1792
-    assert forward(models.mobilenet_v2(num_classes=7, width_mult=0.25), (3, 32, 32)).shape == (1, 7)
+    assert run(models.mobilenet_v2(num_classes=7, width_mult=0.25), (3, 32, 32), batch=1).shape == (1, 7)
 
 
 def test_googlenet_count_names_and_aux_heads():
@@ -60,7 +51,7 @@ def test_googlenet_count_names_and_aux_heads():
     with tc.no_grad():
         out = small(x)
     assert isinstance(out, models.GoogLeNetOutputs) and [o.shape for o in out] == [(2, 5)] * 3
-    assert forward(small, (3, 32, 32)).shape == (1, 5)  # evaluation: the logits only
+    assert run(small, (3, 32, 32), batch=1).shape == (1, 5)  # evaluation: the logits only
 
 
 def test_xception_count_and_keras_structure():
@@ -84,7 +75,7 @@ def test_xception_count_and_keras_structure():
         size = (size + top + bottom - 3) // 2 + 1
         sizes.append(size)
     assert sizes == [74, 37, 19, 10]
-    assert forward(models.xception(num_classes=3), (3, 71, 71)).shape == (1, 3)  # Keras's smallest input
+    assert run(models.xception(num_classes=3), (3, 71, 71), batch=1).shape == (1, 3)  # Keras's smallest input
 
 
 def test_same_max_pool_pads_the_odd_pixel_after_with_minus_infinity():
@@ -102,7 +93,7 @@ def test_same_max_pool_pads_the_odd_pixel_after_with_minus_infinity():
 def test_small_variants_are_registered_and_fit_cifar_images(name):
     assert name in models.list_models() and models.INPUT_SHAPES[name] == (3, 32, 32)
     model = models.get_model(name, num_classes=4, in_channels=1)
-    assert forward(model, (1, 32, 32), batch=2).shape == (2, 4)
+    assert run(model, (1, 32, 32), batch=2).shape == (2, 4)
     assert count(model) < 1_000_000
 
 
