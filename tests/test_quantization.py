@@ -214,6 +214,8 @@ def test_integer_model_argument_errors():
         integer(Tensor(rng_images(2, (1, 9, 9))))
     with pytest.raises(TypeError, match="int8 Tensor"):
         integer[1](Tensor(rng_images(2)))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        integer(Tensor(np.full((1, 1, 8, 8), np.nan, np.float32)))
     with pytest.raises(ValueError, match="weight_bits must be an int from 2 to 8"):
         Q.quantize(small_cnn(), rng_images(8), weight_bits=9)
     with pytest.raises(ValueError, match="method must be one of"):

@@ -44,7 +44,10 @@ class Quantize(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if not isinstance(x, Tensor) or x.dtype.kind != "f":
             raise TypeError(f"Quantize: expects a float Tensor, got {getattr(x, 'dtype', type(x).__name__)}")
-        return Tensor._wrap(self.qparams.quantize(x.numpy()))
+        values = x.numpy()
+        if not np.isfinite(values).all():
+            raise ValueError("Quantize: the input holds NaN or infinite values, which have no integer")
+        return Tensor._wrap(self.qparams.quantize(values))
 
     def extra_repr(self) -> str:
         q = self.qparams
@@ -125,8 +128,10 @@ class QuantizedConv2d(_WeightedInteger):
 
     def extra_repr(self) -> str:
         k, c = self.weight.shape[:2]
+        dilation = f", dilation={self.dilation}" if self.dilation != (1, 1) else ""
         return (f"{c * self.groups}, {k}, kernel_size={tuple(self.weight.shape[2:])}, stride={self.stride}, "
-                f"padding={self.padding}, groups={self.groups}, relu={self.relu}, from {self.source!r}")
+                f"padding={self.padding}{dilation}, groups={self.groups}, relu={self.relu}, "
+                f"from {self.source!r}")
 
 
 class QuantizedLinear(_WeightedInteger):
