@@ -121,7 +121,7 @@ else:
         x_test, y_test = images[order[8000:]], labels[order[8000:]]
         source = "MNIST t10k, 8,000 train / 2,000 test"
 if args.quick:
-    x_train, y_train, x_test, y_test = x_train[:400], y_train[:400], x_test[:200], y_test[:200]
+    x_train, y_train, x_test, y_test = x_train[:300], y_train[:300], x_test[:200], y_test[:200]
 print(f"data: {source}; train {x_train.shape}, test {x_test.shape}")
 epochs = 1 if args.quick else (3 if args.mnist else 6)
 
@@ -207,7 +207,7 @@ def inference_ms(model, repeats: int) -> float:
     return (time.perf_counter() - start) / repeats * 1e3
 
 
-repeats = 2 if args.quick else 10
+repeats = 1 if args.quick else 10
 float_ms, int8_ms = inference_ms(lenet, repeats), inference_ms(integer_model, repeats)
 n_images = min(256, len(x_test))
 print(f"inference on {n_images} images: float32 {float_ms:.1f} ms, int8 {int8_ms:.1f} ms "
