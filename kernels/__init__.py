@@ -25,7 +25,7 @@ import threading
 from types import ModuleType
 
 CPU_BACKENDS = ("reference", "numba", "cython")
-FAMILIES = ("conv", "pool", "batchnorm", "residual")
+FAMILIES = ("conv", "pool", "batchnorm", "residual", "quantized")
 DEFAULT_BACKEND = "numba"
 ENV_VARIABLE = "TINYGRAD_CNN_BACKEND"
 

@@ -54,6 +54,12 @@ EXPECTED = {
         "12_training_curves.png": (500, 250),
         "12_backends.png": (400, 150),
     },
+    "13_quantization_and_binarization.py": {
+        "13_ranges.png": (600, 250),
+        "13_weights.png": (600, 250),
+        "13_accuracy_and_size.png": (800, 280),
+    },
+    "14_efficient_architectures.py": {"14_efficient_architectures.png": (900, 280)},
     "17_keras_front_end.py": {"17_training_curves.png": (700, 250), "17_activations.png": (600, 300)},
     "18_uncertainty.py": {
         "18_mc_passes.png": (700, 400),

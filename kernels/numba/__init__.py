@@ -74,7 +74,7 @@ CACHE_DIR = cache_directory(source_digest())
 _users_cache_dir = numba.config.CACHE_DIR
 numba.config.CACHE_DIR = str(CACHE_DIR)
 try:
-    from tinygrad_cnn.kernels.numba import batchnorm, conv, pool, residual  # noqa: F401,E402
+    from tinygrad_cnn.kernels.numba import batchnorm, conv, pool, quantized, residual  # noqa: F401,E402
 finally:
     numba.config.CACHE_DIR = _users_cache_dir
 

@@ -18,6 +18,7 @@ from tinygrad_cnn.models.alexnet import (
     alexnet_original,
     alexnet_small,
 )
+from tinygrad_cnn.models.binarized_lenet import BinarizedLeNet, binarized_lenet
 from tinygrad_cnn.models.causal_cnn import CausalCNN
 from tinygrad_cnn.models.densenet import (
     DenseBlock,
@@ -27,9 +28,24 @@ from tinygrad_cnn.models.densenet import (
     densenet121,
     densenet_small,
 )
+from tinygrad_cnn.models.googlenet import (
+    GoogLeNet,
+    GoogLeNetOutputs,
+    InceptionAux,
+    googlenet,
+    googlenet_small,
+)
 from tinygrad_cnn.models.inception import BasicConv2d, Inception, InceptionNet, inception_small
 from tinygrad_cnn.models.lenet import LeNet5, lenet5
 from tinygrad_cnn.models.mobilenet import DepthwiseSeparable, MobileNetV1, mobilenet_small, mobilenet_v1
+from tinygrad_cnn.models.mobilenet_v2 import (
+    InvertedResidual,
+    MobileNetV2,
+    ReLU6,
+    make_divisible,
+    mobilenet_v2,
+    mobilenet_v2_small,
+)
 from tinygrad_cnn.models.resnet import (
     CifarResNet,
     ResNet,
@@ -43,6 +59,7 @@ from tinygrad_cnn.models.resnet import (
 )
 from tinygrad_cnn.models.unet import DoubleConv, UNet, unet_small
 from tinygrad_cnn.models.vgg import VGG, VGGCifar, vgg11, vgg16, vgg_cifar
+from tinygrad_cnn.models.xception import MaxPool2dSame, Xception, xception, xception_small
 from tinygrad_cnn.nn.module import Module
 
 MODELS: dict[str, Callable[..., Module]] = {
@@ -66,6 +83,13 @@ MODELS: dict[str, Callable[..., Module]] = {
     "densenet_small": densenet_small,
     "mobilenet_v1": mobilenet_v1,
     "mobilenet_small": mobilenet_small,
+    "mobilenet_v2": mobilenet_v2,
+    "mobilenet_v2_small": mobilenet_v2_small,
+    "googlenet": googlenet,
+    "googlenet_small": googlenet_small,
+    "xception": xception,
+    "xception_small": xception_small,
+    "binarized_lenet": binarized_lenet,
 }
 
 # (channels, height, width) each model expects by default
@@ -77,6 +101,9 @@ INPUT_SHAPES: dict[str, tuple[int, int, int]] = {
     "resnet56": (3, 32, 32), "inception_small": (3, 32, 32), "unet_small": (1, 32, 32),
     "densenet121": (3, 224, 224), "densenet_small": (3, 32, 32), "mobilenet_v1": (3, 224, 224),
     "mobilenet_small": (3, 32, 32),
+    "mobilenet_v2": (3, 224, 224), "mobilenet_v2_small": (3, 32, 32), "googlenet": (3, 224, 224),
+    "googlenet_small": (3, 32, 32), "xception": (3, 299, 299), "xception_small": (3, 32, 32),
+    "binarized_lenet": (1, 28, 28),
 }
 
 # models whose output is a map of per-pixel scores (segmentation), not one score vector per image
@@ -107,5 +134,8 @@ __all__ = [
     "BasicConv2d", "Inception", "InceptionNet", "inception_small", "DoubleConv", "UNet", "unet_small",
     "DenseLayer", "DenseBlock", "Transition", "DenseNet", "densenet121", "densenet_small",
     "DepthwiseSeparable", "MobileNetV1", "mobilenet_v1", "mobilenet_small",
+    "InvertedResidual", "MobileNetV2", "ReLU6", "make_divisible", "mobilenet_v2", "mobilenet_v2_small",
+    "GoogLeNet", "GoogLeNetOutputs", "InceptionAux", "googlenet", "googlenet_small",
+    "MaxPool2dSame", "Xception", "xception", "xception_small", "BinarizedLeNet", "binarized_lenet",
 ]
 __all__ += ["CausalCNN"]

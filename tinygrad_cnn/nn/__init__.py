@@ -3,6 +3,7 @@
 from tinygrad_cnn.nn import functional, init
 
 # Each layer family's module lists its public names in __all__.
+from tinygrad_cnn.nn.binarized import *  # noqa: E402,F403
 from tinygrad_cnn.nn.causal import *  # noqa: E402,F403
 from tinygrad_cnn.nn.conv import *  # noqa: E402,F403
 from tinygrad_cnn.nn.layers import (
