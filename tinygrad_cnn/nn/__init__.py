@@ -4,6 +4,7 @@ from tinygrad_cnn.nn import functional, init
 
 # Each layer family's module lists its public names in __all__.
 from tinygrad_cnn.nn.conv import *  # noqa: E402,F403
+from tinygrad_cnn.nn.convolutionalize import convolutionalize
 from tinygrad_cnn.nn.layers import (
     Dropout,
     Flatten,
@@ -26,4 +27,5 @@ __all__ = [
     "functional", "init", "Module", "ModuleList", "Parameter", "Sequential", "Linear",
     "Identity", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Flatten",
     "Dropout", "CrossEntropyLoss", "NLLLoss", "MSELoss", "BCELoss", "BCEWithLogitsLoss",
+    "convolutionalize",
 ]
