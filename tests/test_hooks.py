@@ -147,3 +147,16 @@ def test_requires_grad_freezes_a_sub_tree_and_returns_it():
     assert model[0].weight.requires_grad_() is model[0].weight and model[0].weight.requires_grad
     with pytest.raises(TypeError, match="True or False"):
         model.requires_grad_("no")
+
+
+def test_replacing_a_layer_keeps_its_place():
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    model[0] = nn.Linear(3, 4)
+    model[-1] = head = nn.Linear(4, 5)
+    assert [type(m).__name__ for m in model] == ["Linear", "ReLU", "Linear"] and model[2] is head
+    assert model(Tensor(np.ones((1, 3)))).shape == (1, 5)
+    assert list(model.state_dict())[:2] == ["0.weight", "0.bias"]
+    with pytest.raises(IndexError, match="out of range"):
+        model[3] = nn.ReLU()
+    with pytest.raises(TypeError, match="Modules"):
+        model[0] = "layer"

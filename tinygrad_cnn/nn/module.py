@@ -66,12 +66,14 @@ class Module:
             raise AttributeError(
                 f"{type(self).__name__}: call super().__init__() before assigning attributes"
             )
+        target = self._parameters if isinstance(value, Parameter) else \
+            self._modules if isinstance(value, Module) else None
         for table in (self._parameters, self._buffers, self._modules):
-            table.pop(name, None)
-        if isinstance(value, Parameter):
-            self._parameters[name] = value
-        elif isinstance(value, Module):
-            self._modules[name] = value
+            if table is not target:
+                table.pop(name, None)
+        if target is not None:  # an existing name keeps its place (a replaced layer stays in order)
+            self.__dict__.pop(name, None)
+            target[name] = value
         else:
             object.__setattr__(self, name, value)
 
@@ -314,6 +316,15 @@ class Sequential(Module):
         if isinstance(index, slice):
             return Sequential(*layers[index])
         return layers[index]
+
+    def __setitem__(self, index: int, module: Module) -> None:
+        """``model.classifier[-1] = nn.Linear(64, 5)``: replace a layer (a new head) in place."""
+        if not isinstance(module, Module):
+            raise TypeError(f"Sequential: can only hold Modules, got {type(module).__name__}")
+        names = list(self._modules)
+        if isinstance(index, bool) or not isinstance(index, int) or not -len(names) <= index < len(names):
+            raise IndexError(f"Sequential: index {index!r} is out of range for {len(names)} layers")
+        setattr(self, names[index], module)
 
     def __len__(self) -> int:
         return len(self._modules)
