@@ -68,8 +68,13 @@ def add_hook(module, table_name: str, hook) -> RemovableHandle:
 
 
 def has_hooks(module) -> bool:
+    """Whether ``module`` has any hook (checked on every call: kept cheap)."""
     d = module.__dict__
-    return any(d.get(name) for name in HOOK_TABLES)
+    try:
+        return bool(d["_forward_pre_hooks"] or d["_forward_hooks"] or d["_backward_pre_hooks"]
+                    or d["_backward_hooks"])
+    except KeyError:  # a module built without Module.__init__
+        return any(d.get(name) for name in HOOK_TABLES)
 
 
 def call_with_hooks(module, args: tuple, kwargs: dict):

@@ -320,6 +320,7 @@ class LayerStatistics(Callback):
 
     def on_train_begin(self, logs=None) -> None:
         self.remove_hooks()
+        self._order = list(self.watched(self.trainer.model))
         for name, module in self.watched(self.trainer.model).items():
             self._handles.append(module.register_forward_hook(self._forward_hook(name)))
             if self.output_gradients:
@@ -382,7 +383,8 @@ class LayerStatistics(Callback):
                 table.setdefault(name, {})[key] = values[-1]
         for name, stats in self.activations.items():
             table.setdefault(name, {}).update({k: v[-1] for k, v in stats.items() if v})
-        return table
+        order = {name: i for i, name in enumerate(getattr(self, "_order", []))}
+        return dict(sorted(table.items(), key=lambda item: order.get(item[0], len(order))))
 
     def report(self) -> str:
         """The latest record as a text table, one row per layer."""
