@@ -54,6 +54,9 @@ EXPECTED = {
         "12_training_curves.png": (500, 250),
         "12_backends.png": (400, 150),
     },
+    "15_transfer_learning.py": {"15_transfer.png": (700, 250)},
+    "16_fully_convolutional.py": {"16_heatmaps.png": (700, 350), "16_canvases.png": (300, 200)},
+    "21_pitfalls_and_diagnosis.py": {"21_diagnosis.png": (900, 500)},
 }
 
 
