@@ -308,6 +308,8 @@ class LayerStatistics(Callback):
         self._pending: dict[str, dict[str, float]] = {}
         self._pending_gradients: dict[str, float] = {}
         self._step, self._epoch = 0, 0
+        self._watched: dict = {}
+        self._order: list[str] = []
 
     def watched(self, model) -> dict:
         modules = dict(model.named_modules())
@@ -320,8 +322,9 @@ class LayerStatistics(Callback):
 
     def on_train_begin(self, logs=None) -> None:
         self.remove_hooks()
-        self._order = list(self.watched(self.trainer.model))
-        for name, module in self.watched(self.trainer.model).items():
+        self._watched = self.watched(self.trainer.model)
+        self._order = list(self._watched)
+        for name, module in self._watched.items():
             self._handles.append(module.register_forward_hook(self._forward_hook(name)))
             if self.output_gradients:
                 self._handles.append(module.register_full_backward_hook(self._backward_hook(name)))
@@ -350,7 +353,7 @@ class LayerStatistics(Callback):
         if self._step % self.every == 0:
             self.batches.append((self._epoch, batch))
             lr = self.trainer.optimizer.param_groups[0]["lr"] if self.trainer.optimizer else 0.0
-            for name, module in self.watched(self.trainer.model).items():
+            for name, module in self._watched.items():
                 trained = [p for p in module._parameters.values() if p is not None and p.grad is not None]
                 if trained:
                     norm = math.sqrt(sum(_norm(p.grad.data) ** 2 for p in trained))
@@ -383,7 +386,7 @@ class LayerStatistics(Callback):
                 table.setdefault(name, {})[key] = values[-1]
         for name, stats in self.activations.items():
             table.setdefault(name, {}).update({k: v[-1] for k, v in stats.items() if v})
-        order = {name: i for i, name in enumerate(getattr(self, "_order", []))}
+        order = {name: i for i, name in enumerate(self._order)}
         return dict(sorted(table.items(), key=lambda item: order.get(item[0], len(order))))
 
     def report(self) -> str:
@@ -400,23 +403,23 @@ class LayerStatistics(Callback):
 
 
 def _host(array) -> np.ndarray:
-    """A float64 numpy copy of a numpy or cupy array (statistics are summed in float64)."""
-    return np.asarray(array.get() if hasattr(array, "get") else array, dtype=np.float64)
+    """A numpy view (or, from the GPU, copy) of a numpy or cupy array."""
+    return array.get() if hasattr(array, "get") else np.asarray(array)
 
 
 def _norm(array) -> float:
-    return float(np.sqrt((_host(array) ** 2).sum()))
+    flat = _host(array).ravel()
+    return math.sqrt(float(np.dot(flat, flat.astype(np.float64, copy=False))))
 
 
 def activation_statistics(output) -> dict[str, float]:
     """mean, std, zero_fraction and dead_fraction (channels <= 0 everywhere) of a layer's
-    output array (N, C, ...), the numbers :class:`LayerStatistics` records."""
+    output array (N, C, ...), the numbers :class:`LayerStatistics` records (sums in float64)."""
     a = _host(output)
     if not a.size:
         return dict.fromkeys(LayerStatistics.ACTIVATION_KEYS, float("nan"))
     dead = float("nan")
-    if a.ndim >= 2:
-        per_channel = np.moveaxis(a, 1, 0).reshape(a.shape[1], -1)
-        dead = float((per_channel.max(axis=1) <= 0).mean())
-    return {"mean": float(a.mean()), "std": float(a.std()), "zero_fraction": float((a == 0).mean()),
-            "dead_fraction": dead}
+    if a.ndim >= 2:  # a channel (or feature) is dead if it is <= 0 for every example and position
+        dead = float((a.max(axis=(0, *range(2, a.ndim))) <= 0).mean())
+    return {"mean": float(a.mean(dtype=np.float64)), "std": float(a.std(dtype=np.float64)),
+            "zero_fraction": np.count_nonzero(a == 0) / a.size, "dead_fraction": dead}
