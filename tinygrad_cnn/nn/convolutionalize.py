@@ -23,22 +23,13 @@ from __future__ import annotations
 import copy
 import math
 
+from tinygrad_cnn.nn import layers
 from tinygrad_cnn.nn.conv import Conv2d
-from tinygrad_cnn.nn.layers import (
-    Dropout,
-    Flatten,
-    Identity,
-    LeakyReLU,
-    Linear,
-    LogSoftmax,
-    ReLU,
-    Sigmoid,
-    Softmax,
-    Tanh,
-)
+from tinygrad_cnn.nn.layers import Flatten, Linear, LogSoftmax, Softmax
 from tinygrad_cnn.nn.module import Module, Sequential
 
-ELEMENTWISE = (ReLU, LeakyReLU, Sigmoid, Tanh, Dropout, Identity)  # the same on a vector or a map
+# layers that act on each number alone: the same on a feature vector or on a map
+ELEMENTWISE = (layers.ReLU, layers.LeakyReLU, layers.Sigmoid, layers.Tanh, layers.Dropout, layers.Identity)
 
 __all__ = ["convolutionalize"]
 
