@@ -118,6 +118,11 @@ def test_safetensors_reader_refuses_truncated_and_non_json(tmp_path):
     path.write_bytes(struct.pack("<Q", 4) + b"{no}")
     with pytest.raises(ValueError, match="not valid JSON"):
         pretrained.read_safetensors(path)
+    entry = b'{"dtype":"U8","shape":[1],"data_offsets":[0,1]}'
+    twice = b'{"w":' + entry + b',"w":' + entry + b"}"
+    path.write_bytes(struct.pack("<Q", len(twice)) + twice + b"\0")
+    with pytest.raises(ValueError, match="'w' twice"):
+        pretrained.read_safetensors(path)
 
 
 def test_safetensors_agrees_with_the_safetensors_package(tmp_path):

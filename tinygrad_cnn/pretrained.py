@@ -80,9 +80,11 @@ def read_safetensors(path: str | os.PathLike) -> OrderedDict[str, np.ndarray]:
             raise ValueError(f"{path}: header length {header_size} does not fit a file of {size} bytes")
         raw = f.read(header_size)
     try:
-        header = json.loads(raw.decode("utf-8"))
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"{path}: the safetensors header is not valid JSON: {error}") from None
+    except KeyError as error:
+        raise ValueError(f"{path}: the safetensors header names {error} twice") from None
     if not isinstance(header, dict):
         raise ValueError(f"{path}: the safetensors header must be a JSON object")
     header.pop("__metadata__", None)
@@ -103,6 +105,15 @@ def read_safetensors(path: str | os.PathLike) -> OrderedDict[str, np.ndarray]:
         tensors[name] = array.reshape(shape)
     del mapped
     return tensors
+
+
+def _unique_keys(pairs: list) -> dict:
+    """A JSON object that may not repeat a name (json.loads would keep the last silently)."""
+    names = [name for name, _ in pairs]
+    for name in names:
+        if names.count(name) > 1:
+            raise KeyError(name)
+    return dict(pairs)
 
 
 def _parse_entry(path: str, name: str, entry, data_size: int) -> tuple[str, tuple[int, ...], int, int]:
