@@ -60,6 +60,8 @@ EXPECTED = {
         "13_accuracy_and_size.png": (800, 280),
     },
     "14_efficient_architectures.py": {"14_efficient_architectures.png": (900, 280)},
+    "15_transfer_learning.py": {"15_transfer.png": (700, 250)},
+    "16_fully_convolutional.py": {"16_heatmaps.png": (700, 350), "16_canvases.png": (300, 200)},
     "17_keras_front_end.py": {"17_training_curves.png": (700, 250), "17_activations.png": (600, 300)},
     "18_uncertainty.py": {
         "18_mc_passes.png": (700, 400),
@@ -77,6 +79,7 @@ EXPECTED = {
         "20_whitening.png": (800, 400),
         "20_accuracy.png": (500, 300),
     },
+    "21_pitfalls_and_diagnosis.py": {"21_diagnosis.png": (900, 500)},
 }
 
 

@@ -6,6 +6,7 @@ from tinygrad_cnn.nn import functional, init
 from tinygrad_cnn.nn.binarized import *  # noqa: E402,F403
 from tinygrad_cnn.nn.causal import *  # noqa: E402,F403
 from tinygrad_cnn.nn.conv import *  # noqa: E402,F403
+from tinygrad_cnn.nn.convolutionalize import convolutionalize
 from tinygrad_cnn.nn.layers import (
     Dropout,
     Flatten,
@@ -28,6 +29,7 @@ __all__ = [
     "functional", "init", "Module", "ModuleList", "Parameter", "Sequential", "Linear",
     "Identity", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Flatten",
     "Dropout", "CrossEntropyLoss", "NLLLoss", "MSELoss", "BCELoss", "BCEWithLogitsLoss",
+    "convolutionalize",
 ]
 # ... and the names of the families imported with * above
 from tinygrad_cnn.nn import conv as _conv, normalization as _norm, pooling as _pool, residual as _res  # noqa: E402,I001

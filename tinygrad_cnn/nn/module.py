@@ -4,6 +4,13 @@ Assigning a :class:`Parameter` or a Module to an attribute registers it, so
 ``parameters()`` and ``state_dict()`` find every weight by walking the tree of
 sub-modules; names are the attribute paths joined by dots, as in PyTorch
 (``"features.0.weight"``), so state dicts can be exchanged with PyTorch code.
+
+Hooks (PyTorch's signatures) let you watch a layer without editing it: a forward hook
+``hook(module, input, output)`` sees every call, a full backward hook
+``hook(module, grad_input, grad_output)`` the gradients flowing through it (see
+:mod:`tinygrad_cnn.nn.hooks`); each ``register_*`` returns a handle whose ``remove()``
+takes the hook off again. ``requires_grad_(False)`` freezes a whole sub-tree (transfer
+learning: train a new head on frozen features).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from tinygrad_cnn.nn import hooks as _hooks
 from tinygrad_cnn.tensor import Tensor
 
 
@@ -23,6 +31,16 @@ class Parameter(Tensor):
         if isinstance(data, Tensor):
             device = data.device
         super().__init__(data, requires_grad=requires_grad, dtype=dtype, device=device)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Parameter:
+        """Freeze (``False``) or unfreeze this weight in place; returns it (as PyTorch).
+
+        A frozen weight gets no gradient (``grad`` stays ``None``), so optimizers skip it.
+        """
+        if not isinstance(requires_grad, (bool, np.bool_)):
+            raise TypeError(f"requires_grad_: requires_grad must be True or False, got {requires_grad!r}")
+        self.requires_grad = bool(requires_grad)
+        return self
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
@@ -39,6 +57,8 @@ class Module:
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
+        for table in _hooks.HOOK_TABLES:
+            object.__setattr__(self, table, OrderedDict())
 
     # ----------------------------------------------------------- registration
     def __setattr__(self, name: str, value) -> None:
@@ -46,12 +66,14 @@ class Module:
             raise AttributeError(
                 f"{type(self).__name__}: call super().__init__() before assigning attributes"
             )
+        target = self._parameters if isinstance(value, Parameter) else \
+            self._modules if isinstance(value, Module) else None
         for table in (self._parameters, self._buffers, self._modules):
-            table.pop(name, None)
-        if isinstance(value, Parameter):
-            self._parameters[name] = value
-        elif isinstance(value, Module):
-            self._modules[name] = value
+            if table is not target:
+                table.pop(name, None)
+        if target is not None:  # an existing name keeps its place (a replaced layer stays in order)
+            self.__dict__.pop(name, None)
+            target[name] = value
         else:
             object.__setattr__(self, name, value)
 
@@ -136,8 +158,11 @@ class Module:
             p.grad = None
 
     def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Freeze (``False``) or unfreeze (``True``) every parameter of this module and its
+        sub-modules, in place; returns the module, so ``model.features.requires_grad_(False)``
+        chains. Frozen parameters get no gradient and optimizers skip them."""
         for p in self.parameters():
-            p.requires_grad = requires_grad
+            p.requires_grad_(requires_grad)
         return self
 
     def summary(self, input_shape, **kwargs):
@@ -230,12 +255,36 @@ class Module:
                     if t is not None:
                         yield (f"{module_name}.{name}" if module_name else name), t
 
+    # ---------------------------------------------------------------- hooks
+    def register_forward_pre_hook(self, hook) -> _hooks.RemovableHandle:
+        """``hook(module, args) -> None or new args``, called before ``forward``."""
+        return _hooks.add_hook(self, "_forward_pre_hooks", hook)
+
+    def register_forward_hook(self, hook) -> _hooks.RemovableHandle:
+        """``hook(module, args, output) -> None or a new output``, called after ``forward``
+        (``args``: the tuple of positional arguments). ``handle.remove()`` takes it off."""
+        return _hooks.add_hook(self, "_forward_hooks", hook)
+
+    def register_full_backward_pre_hook(self, hook) -> _hooks.RemovableHandle:
+        """``hook(module, grad_output) -> None or a new grad_output``, called when the gradient
+        of the module's output is known, before it flows into the module."""
+        return _hooks.add_hook(self, "_backward_pre_hooks", hook)
+
+    def register_full_backward_hook(self, hook) -> _hooks.RemovableHandle:
+        """``hook(module, grad_input, grad_output) -> None or a new grad_input``, called once
+        the gradients with respect to the module's inputs are computed. ``grad_input`` has
+        one entry per positional Tensor argument (``None`` where it needs no gradient),
+        ``grad_output`` one per output tensor; both are tuples of Tensors."""
+        return _hooks.add_hook(self, "_backward_hooks", hook)
+
     # ----------------------------------------------------------------- call
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        if not _hooks.has_hooks(self):
+            return self.forward(*args, **kwargs)
+        return _hooks.call_with_hooks(self, args, kwargs)
 
     def extra_repr(self) -> str:
         return ""
@@ -267,6 +316,15 @@ class Sequential(Module):
         if isinstance(index, slice):
             return Sequential(*layers[index])
         return layers[index]
+
+    def __setitem__(self, index: int, module: Module) -> None:
+        """``model.classifier[-1] = nn.Linear(64, 5)``: replace a layer (a new head) in place."""
+        if not isinstance(module, Module):
+            raise TypeError(f"Sequential: can only hold Modules, got {type(module).__name__}")
+        names = list(self._modules)
+        if isinstance(index, bool) or not isinstance(index, int) or not -len(names) <= index < len(names):
+            raise IndexError(f"Sequential: index {index!r} is out of range for {len(names)} layers")
+        setattr(self, names[index], module)
 
     def __len__(self) -> int:
         return len(self._modules)

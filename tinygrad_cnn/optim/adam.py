@@ -4,27 +4,34 @@ from __future__ import annotations
 
 from tinygrad_cnn.autograd import no_grad_method
 from tinygrad_cnn.device import xp_of
-from tinygrad_cnn.optim.optimizer import Optimizer
+from tinygrad_cnn.optim.optimizer import Optimizer, check_number
 
 
 class Adam(Optimizer):
     """Adam (Kingma & Ba), as PyTorch: with g = grad (+ weight_decay * w, L2 style),
     m <- b1 m + (1 - b1) g,  v <- b2 v + (1 - b2) g^2,
     w <- w - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps).
+
+    Every option may be set per parameter group (``Adam([{"params": ..., "lr": 1e-4}], lr=1e-3)``).
     """
 
     decoupled_weight_decay = False
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0):
-        if lr < 0:
-            raise ValueError(f"{type(self).__name__}: invalid learning rate {lr}")
-        if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
-            raise ValueError(f"{type(self).__name__}: betas must be in [0, 1), got {betas}")
-        if eps < 0 or weight_decay < 0:
-            raise ValueError(f"{type(self).__name__}: eps and weight_decay must be >= 0")
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
-                                      weight_decay=weight_decay))
+        betas = tuple(betas) if isinstance(betas, (tuple, list)) else betas
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+    def check_group(self, group: dict, where: str) -> None:
+        name = type(self).__name__
+        for key in ("lr", "eps", "weight_decay"):
+            check_number(name, where, group, key)
+        betas = group["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"{name}: betas in {where} must be a pair (b1, b2), got {betas!r}")
+        group["betas"] = tuple(betas)
+        for i in range(2):
+            check_number(name, where, {f"betas[{i}]": betas[i]}, f"betas[{i}]", 0.0, 1.0, high_open=True)
 
     @no_grad_method
     def step(self) -> None:

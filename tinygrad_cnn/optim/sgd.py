@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tinygrad_cnn.autograd import no_grad_method
-from tinygrad_cnn.optim.optimizer import Optimizer
+from tinygrad_cnn.optim.optimizer import Optimizer, check_number
 
 
 class SGD(Optimizer):
@@ -11,20 +11,20 @@ class SGD(Optimizer):
     v <- momentum * v + (1 - dampening) * g   (v = g on the first step),
     step = g + momentum * v if nesterov else v,
     w <- w - lr * step.
+
+    Every option may be set per parameter group (``SGD([{"params": ..., "lr": 0.1}], lr=0.01)``).
     """
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False):
-        if lr < 0:
-            raise ValueError(f"SGD: invalid learning rate {lr}")
-        if momentum < 0:
-            raise ValueError(f"SGD: invalid momentum {momentum}")
-        if weight_decay < 0:
-            raise ValueError(f"SGD: invalid weight_decay {weight_decay}")
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("SGD: Nesterov momentum needs momentum > 0 and dampening = 0")
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov))
+
+    def check_group(self, group: dict, where: str) -> None:
+        for key in ("lr", "momentum", "dampening", "weight_decay"):
+            check_number("SGD", where, group, key)
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError(f"SGD: Nesterov momentum needs momentum > 0 and dampening = 0 ({where})")
 
     @no_grad_method
     def step(self) -> None:

@@ -6,6 +6,7 @@ from tinygrad_cnn.training.callbacks import (
     CSVLogger,
     EarlyStopping,
     LambdaCallback,
+    LayerStatistics,
     LearningRateScheduler,
     ModelCheckpoint,
     ReduceLROnPlateau,
@@ -20,5 +21,5 @@ __all__ = [
     "Trainer", "History", "fit", "evaluate", "predict", "mean_iou", "Callback", "EarlyStopping",
     "ModelCheckpoint", "CSVLogger", "TensorBoard", "LearningRateScheduler", "ReduceLROnPlateau",
     "LambdaCallback", "filter_grid", "save_checkpoint", "load_checkpoint", "read_checkpoint",
-    "plot_history",
+    "plot_history", "LayerStatistics",
 ]

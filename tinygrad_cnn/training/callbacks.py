@@ -268,3 +268,158 @@ class TensorBoard(Callback):
     def on_train_end(self, logs=None) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+class LayerStatistics(Callback):
+    """Per-layer gradient norms and activation statistics while training: what goes wrong,
+    where (``Trainer(..., layer_statistics=True)`` adds one as ``trainer.layer_statistics``).
+
+    Every ``every``-th training batch it records, for each watched layer (default: every
+    module without children, by its dotted name):
+
+    * ``gradient_norms[name]``: the L2 norm of the gradients of the layer's own parameters
+      (after ``backward``; layers without parameters have none). Norms that shrink by orders
+      of magnitude towards the input are vanishing gradients, growing ones exploding;
+      ``update_ratios[name]`` = lr * gradient norm / weight norm (about 1e-3 is healthy;
+      near 1 the learning rate is too large);
+    * ``activations[name]``: ``mean``, ``std``, ``zero_fraction`` (outputs exactly 0) and
+      ``dead_fraction`` (channels, or features, that are <= 0 for every example and position
+      of the batch: dead ReLUs), from a forward hook on the layer;
+    * with ``output_gradients``, ``output_gradient_norms[name]``: the norm of dL/d(output)
+      of every watched layer, from a full backward hook (parameter-free layers included).
+
+    Each entry is a list with one value per recorded batch; ``batches`` lists the
+    ``(epoch, batch)`` of each record. Hooks are registered when training begins and
+    removed when it ends; evaluation passes (no graph) are not recorded.
+    """
+
+    ACTIVATION_KEYS = ("mean", "std", "zero_fraction", "dead_fraction")
+
+    def __init__(self, every: int = 1, layers=None, output_gradients: bool = False) -> None:
+        if isinstance(every, bool) or not isinstance(every, int) or every <= 0:
+            raise ValueError(f"LayerStatistics: every must be a positive int, got {every!r}")
+        self.every, self.layers, self.output_gradients = every, layers, bool(output_gradients)
+        self.gradient_norms: dict[str, list[float]] = {}
+        self.update_ratios: dict[str, list[float]] = {}
+        self.activations: dict[str, dict[str, list[float]]] = {}
+        self.output_gradient_norms: dict[str, list[float]] = {}
+        self.batches: list[tuple[int, int]] = []
+        self._handles: list = []
+        self._pending: dict[str, dict[str, float]] = {}
+        self._pending_gradients: dict[str, float] = {}
+        self._step, self._epoch = 0, 0
+        self._watched: dict = {}
+        self._order: list[str] = []
+
+    def watched(self, model) -> dict:
+        modules = dict(model.named_modules())
+        if self.layers is None:
+            return {name: m for name, m in modules.items() if name and not any(True for _ in m.children())}
+        missing = [name for name in self.layers if name not in modules]
+        if missing:
+            raise ValueError(f"LayerStatistics: the model has no layers named {missing}")
+        return {name: modules[name] for name in self.layers}
+
+    def on_train_begin(self, logs=None) -> None:
+        self.remove_hooks()
+        self._watched = self.watched(self.trainer.model)
+        self._order = list(self._watched)
+        for name, module in self._watched.items():
+            self._handles.append(module.register_forward_hook(self._forward_hook(name)))
+            if self.output_gradients:
+                self._handles.append(module.register_full_backward_hook(self._backward_hook(name)))
+
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        self._epoch = epoch
+
+    def _recording(self) -> bool:
+        from tinygrad_cnn.autograd import is_grad_enabled
+
+        return self._step % self.every == 0 and is_grad_enabled()
+
+    def _forward_hook(self, name: str):
+        def hook(module, args, output):
+            if self._recording() and hasattr(output, "data"):
+                self._pending[name] = activation_statistics(output.data)
+        return hook
+
+    def _backward_hook(self, name: str):
+        def hook(module, grad_input, grad_output):
+            if self._step % self.every == 0 and grad_output[0] is not None:
+                self._pending_gradients[name] = _norm(grad_output[0].data)
+        return hook
+
+    def on_batch_end(self, batch, logs=None) -> None:
+        if self._step % self.every == 0:
+            self.batches.append((self._epoch, batch))
+            lr = self.trainer.optimizer.param_groups[0]["lr"] if self.trainer.optimizer else 0.0
+            for name, module in self._watched.items():
+                trained = [p for p in module._parameters.values() if p is not None and p.grad is not None]
+                if trained:
+                    norm = math.sqrt(sum(_norm(p.grad.data) ** 2 for p in trained))
+                    weight = math.sqrt(sum(_norm(p.data) ** 2 for p in trained))
+                    self.gradient_norms.setdefault(name, []).append(norm)
+                    self.update_ratios.setdefault(name, []).append(lr * norm / max(weight, 1e-12))
+            for name, stats in self._pending.items():
+                table = self.activations.setdefault(name, {k: [] for k in self.ACTIVATION_KEYS})
+                for key in self.ACTIVATION_KEYS:
+                    table[key].append(stats[key])
+            for name, norm in self._pending_gradients.items():
+                self.output_gradient_norms.setdefault(name, []).append(norm)
+        self._pending, self._pending_gradients = {}, {}
+        self._step += 1
+
+    def on_train_end(self, logs=None) -> None:
+        self.remove_hooks()
+
+    def remove_hooks(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def last(self) -> dict[str, dict[str, float]]:
+        """The latest record of every layer: ``{name: {"gradient_norm": ..., "mean": ..., ...}}``."""
+        table: dict[str, dict[str, float]] = {}
+        for key, source in (("gradient_norm", self.gradient_norms), ("update_ratio", self.update_ratios),
+                            ("output_gradient_norm", self.output_gradient_norms)):
+            for name, values in source.items():
+                table.setdefault(name, {})[key] = values[-1]
+        for name, stats in self.activations.items():
+            table.setdefault(name, {}).update({k: v[-1] for k, v in stats.items() if v})
+        order = {name: i for i, name in enumerate(self._order)}
+        return dict(sorted(table.items(), key=lambda item: order.get(item[0], len(order))))
+
+    def report(self) -> str:
+        """The latest record as a text table, one row per layer."""
+        columns = ("gradient_norm", "update_ratio", "output_gradient_norm", *self.ACTIVATION_KEYS)
+        rows = self.last()
+        shown = [c for c in columns if any(c in r for r in rows.values())]
+        width = max([len(n) for n in rows] + [5])
+        lines = ["layer".ljust(width) + "".join(f"{c:>22}" for c in shown)]
+        for name, values in rows.items():
+            lines.append(name.ljust(width) + "".join(
+                f"{values[c]:>22.4g}" if c in values else " " * 22 for c in shown))
+        return "\n".join(lines)
+
+
+def _host(array) -> np.ndarray:
+    """A numpy view (or, from the GPU, copy) of a numpy or cupy array."""
+    return array.get() if hasattr(array, "get") else np.asarray(array)
+
+
+def _norm(array) -> float:
+    flat = _host(array).ravel()
+    return math.sqrt(float(np.dot(flat, flat.astype(np.float64, copy=False))))
+
+
+def activation_statistics(output) -> dict[str, float]:
+    """mean, std, zero_fraction and dead_fraction (channels <= 0 everywhere) of a layer's
+    output array (N, C, ...), the numbers :class:`LayerStatistics` records (sums in float64)."""
+    a = _host(output)
+    if not a.size:
+        return dict.fromkeys(LayerStatistics.ACTIVATION_KEYS, float("nan"))
+    dead = float("nan")
+    if a.ndim >= 2:  # a channel (or feature) is dead if it is <= 0 for every example and position
+        dead = float((a.max(axis=(0, *range(2, a.ndim))) <= 0).mean())
+    return {"mean": float(a.mean(dtype=np.float64)), "std": float(a.std(dtype=np.float64)),
+            "zero_fraction": np.count_nonzero(a == 0) / a.size, "dead_fraction": dead}

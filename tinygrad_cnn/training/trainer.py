@@ -30,7 +30,7 @@ from tinygrad_cnn.nn.module import Module
 from tinygrad_cnn.optim.optimizer import Optimizer
 from tinygrad_cnn.tensor import Tensor
 from tinygrad_cnn.training import checkpoint as ckpt
-from tinygrad_cnn.training.callbacks import Callback
+from tinygrad_cnn.training.callbacks import Callback, LayerStatistics
 
 METRICS = ("accuracy", "iou")
 
@@ -118,13 +118,16 @@ class Trainer:
     ``batch_size``, shuffled with ``seed``; give a seed, or a seeded DataLoader, for a run that
     resumes exactly). ``metrics``: ``"accuracy"`` (per image, or per pixel for segmentation)
     and ``"iou"`` (mean intersection over union). ``scheduler`` (e.g. ``optim.StepLR``) is
-    stepped after every epoch and saved in checkpoints.
+    stepped after every epoch and saved in checkpoints. ``layer_statistics=True`` (or N: every
+    N-th batch) records per-layer gradient norms and activation statistics in
+    ``trainer.layer_statistics`` (a :class:`~tinygrad_cnn.training.callbacks.LayerStatistics`).
     """
 
     def __init__(self, model: Module, optimizer: Optimizer | None = None, loss_fn: Callable | None = None,
                  metrics: Sequence[str] = ("accuracy",), callbacks: Iterable[Callback] = (),
                  scheduler=None, progress: bool = True, device: str = "cpu", batch_size: int = 32,
-                 seed: int | None = None, info: dict | None = None) -> None:
+                 seed: int | None = None, info: dict | None = None,
+                 layer_statistics: bool | int = False) -> None:
         if not isinstance(model, Module):
             raise TypeError(f"Trainer: model must be an nn.Module, got {type(model).__name__}")
         if optimizer is not None and not isinstance(optimizer, Optimizer):
@@ -137,6 +140,12 @@ class Trainer:
         self.metrics, self.device, self.progress = tuple(metrics), device, progress
         self.batch_size, self.seed = batch_size, seed
         self.callbacks = list(callbacks)
+        # layer_statistics=True (or N: every N-th batch): per-layer gradient norms and activations
+        self.layer_statistics = None
+        if layer_statistics:
+            every = 1 if layer_statistics is True else layer_statistics
+            self.layer_statistics = LayerStatistics(every=every)
+            self.callbacks.append(self.layer_statistics)
         for c in self.callbacks:
             if not isinstance(c, Callback):
                 raise TypeError(f"Trainer: {c!r} is not a Callback")
