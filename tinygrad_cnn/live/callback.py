@@ -14,8 +14,9 @@ copy the weights (:func:`~tinygrad_cnn.live.snapshot.copy_weights`) and hand the
 snapshot worker, a low-priority thread that computes the pictures on its own copy of the
 model. When the worker is still busy the copy is not taken, and the worker's own cost sets
 the pace (it rests four times the CPU time it worked), so it takes at most about a fifth of
-one core, and runs at low priority. The web server runs in a third thread (:mod:`tinygrad_cnn.live.server`). The only
-time training stops is when a page presses pause; when the last page goes away it resumes.
+one core, and runs at low priority. The web server runs in a third thread
+(:mod:`tinygrad_cnn.live.server`). The only time training stops is when a page presses pause;
+when the last page goes away it resumes.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from tinygrad_cnn.nn.functional.checks import is_int, positive_int
 from tinygrad_cnn.tensor import Tensor
 from tinygrad_cnn.training.callbacks import Callback
 
-INSTALL_HINT = "the live view needs the 'live' extra: pip install 'tinygrad_cnn[live]' (starlette, uvicorn, websockets)"
+INSTALL_HINT = ("the live view needs the 'live' extra: pip install 'tinygrad_cnn[live]' "
+                "(starlette, uvicorn, websockets)")
 REST_FACTOR = 4.0  # the worker rests this many times as long as its last snapshot took (CPU time)
 MAX_REST = 5.0
 
@@ -194,10 +196,10 @@ class LiveView(Callback):
         self.worker.start()
         self._running = threading.Event()
         self._running.set()
-        app = create_app(self.state, self._command, interval=min(self.interval, 0.25),
-                         allowed_hosts=LOOPBACK if host in LOOPBACK else None)
+        self.app = create_app(self.state, self._command, interval=min(self.interval, 0.25),
+                              allowed_hosts=LOOPBACK if host in LOOPBACK else None)
         try:
-            self.server = LiveServer(app, host, port)
+            self.server = LiveServer(self.app, host, port)
         except BaseException:
             self.worker.stop()
             raise
@@ -354,7 +356,8 @@ class LiveView(Callback):
         self._snapshot(time.perf_counter(), force=True)
         self.worker.wait_idle(timeout=30.0)
         elapsed = time.perf_counter() - self._start
-        self.state.set_status(state="finished", images_per_s=finite(self._seen / elapsed if elapsed > 0 else 0.0))
+        speed = self._seen / elapsed if elapsed > 0 else 0.0
+        self.state.set_status(state="finished", images_per_s=finite(speed))
 
     # ------------------------------------------------------------ lifetime
     def keep_serving(self, seconds: float | None = None) -> None:

@@ -16,7 +16,8 @@ Server to page (``PROTOCOL = 1``), in the order a new connection gets them:
     ``{"type": "hello", "protocol": 1, "run": int, "model": {"name": str, "parameters": int},
     "backend": str, "device": str, "epochs": int, "batches": int, "classes": [str] | null,
     "task": "classification" | "segmentation", "interval_s": float}``. A new ``run`` (a new
-    ``fit``) means: forget everything shown so far.
+    ``fit``) means: forget everything shown so far. Run 0 is the wait before the first
+    ``fit``: its ``model``, ``backend`` and ``device`` are null.
 ``status``
     ``{"type": "status", "state": "waiting" | "training" | "paused" | "finished",
     "epoch": int (1-based), "epochs": int, "batch": int (1-based), "batches": int,

@@ -5,10 +5,11 @@
     GET /api/state        {"messages": [...]}: what a new page is sent first
     WS  /ws               the stream of messages of :mod:`tinygrad_cnn.live.protocol`
 
-Each page's connection is two coroutines: one sends it what is new in the
-:class:`~tinygrad_cnn.live.state.LiveState` every ``interval`` seconds (a send that takes more
-than ``SEND_TIMEOUT`` seconds closes that connection), the other reads its commands (select
-an image, pause, resume); a malformed command closes the connection. The event loop never
+Each page's connection is one coroutine: it sends the page what is new in the
+:class:`~tinygrad_cnn.live.state.LiveState`, then waits up to ``interval`` seconds for a
+command (select an image, pause, resume), and again. A send that takes more than
+``SEND_TIMEOUT`` seconds (a page that does not read) or a malformed command closes the
+connection. The event loop never
 touches the model: training runs in the main thread, the pictures in the snapshot worker.
 
 Only what is listed above is served; pages are sent a Content-Security-Policy that allows
@@ -95,41 +96,41 @@ def create_app(state: LiveState, on_command: Callable[[dict], None], interval: f
     async def api_state(request) -> Response:
         return respond(state.snapshot_text(), "application/json")
 
-    async def send_updates(websocket: WebSocket, cursor: Cursor) -> None:
+    async def serve_page(websocket: WebSocket) -> int:
+        """Send what is new, then listen for a command for up to ``interval`` seconds; again.
+        Returns the close code: 1000 when the page left, 1008 after a malformed command."""
+        cursor = Cursor()
         while True:
             for text in state.updates(cursor):
                 await asyncio.wait_for(websocket.send_text(text), SEND_TIMEOUT)
-            await asyncio.sleep(interval)
-
-    async def receive_commands(websocket: WebSocket) -> None:
-        while True:
-            message = await websocket.receive()
+            try:  # cancelling a pending receive loses no message (a queue / websockets' recv)
+                message = await asyncio.wait_for(websocket.receive(), interval)
+            except asyncio.TimeoutError:
+                continue
             if message["type"] == "websocket.disconnect":
-                return
-            command = parse_client_message(message.get("text"), state.n_images)  # ValueError: close
+                return 1000
+            try:
+                command = parse_client_message(message.get("text"), state.n_images)
+            except ValueError:
+                return 1008
             on_command(command)
 
     async def stream(websocket: WebSocket) -> None:
-        origin = websocket.headers.get("origin")
-        if origin is not None and urlsplit(origin).netloc.lower() != websocket.headers.get("host", "").lower():
+        origin, host = websocket.headers.get("origin"), websocket.headers.get("host", "")
+        if origin is not None and urlsplit(origin).netloc.lower() != host.lower():
             await websocket.close(code=1008)  # a page of another web site
             return
         await websocket.accept()
         state.connect()
-        tasks = [asyncio.create_task(send_updates(websocket, Cursor())),
-                 asyncio.create_task(receive_commands(websocket))]
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            failed = [t for t in done if not t.cancelled() and t.exception() is not None]
-            code = 1008 if any(isinstance(t.exception(), ValueError) for t in failed) else 1000
+            code = await serve_page(websocket)
+        except Exception:  # noqa: BLE001 - a send that timed out or failed: this page is gone
+            code = 1000
         finally:
             state.disconnect()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)  # collect what the other one raised
         try:
             await websocket.close(code=code)
-        except Exception:  # noqa: BLE001 - the page is gone already: nothing to tell it
+        except Exception:  # noqa: BLE001 - already closed: nothing to tell the page
             pass
 
     app = Starlette(routes=[Route("/", page), Route("/static/{name}", static), Route("/api/state", api_state),
