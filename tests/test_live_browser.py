@@ -25,11 +25,26 @@ import pytest
 CHROMIUM = os.environ.get("TINYGRAD_CNN_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
-pytest.importorskip("playwright.sync_api", reason="Playwright is not installed: pip install playwright")
-for module in ("starlette", "uvicorn", "websockets"):
-    pytest.importorskip(module, reason="the live extra is not installed: pip install '.[live]'")
-if not Path(CHROMIUM).is_file():
-    pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium", allow_module_level=True)
+
+
+def missing() -> str | None:
+    """Why the test cannot run here, or None."""
+    for module, install in (("playwright.sync_api", "pip install playwright"), ("starlette", LIVE),
+                            ("uvicorn", LIVE), ("websockets", LIVE)):
+        try:
+            __import__(module)
+        except ImportError:
+            return f"{module} is not installed: {install}"
+    if not Path(CHROMIUM).is_file():
+        return f"no Chromium at {CHROMIUM}: apt-get install chromium"
+    return None
+
+
+LIVE = "pip install '.[live]'"
+if missing():
+    if os.environ.get("TINYGRAD_CNN_REQUIRE_LIVE"):  # CI: a browser test that skips is a failure
+        raise RuntimeError(f"TINYGRAD_CNN_REQUIRE_LIVE is set but {missing()}")
+    pytest.skip(missing(), allow_module_level=True)
 
 from playwright.sync_api import sync_playwright  # noqa: E402 - after the skips
 

@@ -13,16 +13,15 @@ point; only while a page is connected, and at most every ``interval`` seconds, d
 copy the weights (:func:`~tinygrad_cnn.live.snapshot.copy_weights`) and hand them to the
 snapshot worker, a low-priority thread that computes the pictures on its own copy of the
 model. When the worker is still busy the copy is not taken, and the worker's own cost sets
-the pace (it rests four times the CPU time it worked), so it takes at most about a fifth of
-one core, and runs at low priority. The web server runs in a third thread
-(:mod:`tinygrad_cnn.live.server`). The only time training stops is when a page presses pause;
-when the last page goes away it resumes.
+the pace (it rests nine times the CPU time it worked, ``cpu_share=0.1``), so it takes about a
+tenth of one core at most; a click on another image recomputes that image only. The web
+server runs in a third thread (:mod:`tinygrad_cnn.live.server`). The only time training stops
+is when a page presses pause; when the last page goes away it resumes.
 """
 
 from __future__ import annotations
 
 import collections
-import os
 import sys
 import threading
 import time
@@ -37,8 +36,6 @@ from tinygrad_cnn.training.callbacks import Callback
 
 INSTALL_HINT = ("the live view needs the 'live' extra: pip install 'tinygrad_cnn[live]' "
                 "(starlette, uvicorn, websockets)")
-REST_FACTOR = 4.0  # the worker rests this many times as long as its last snapshot took (CPU time)
-MAX_REST = 5.0
 
 
 def check_dependencies() -> None:
@@ -65,9 +62,10 @@ def check_dependencies() -> None:
 class SnapshotWorker(threading.Thread):
     """Computes the pictures (predictions, activations, filters) from the newest weights."""
 
-    def __init__(self, state: LiveState) -> None:
+    def __init__(self, state: LiveState, cpu_share: float = 0.1) -> None:
         super().__init__(name="tinygrad_cnn live snapshots", daemon=True)
         self.state = state
+        self.rest_factor = (1.0 - cpu_share) / cpu_share  # rest this many times the CPU time worked
         self.condition = threading.Condition()
         self.setup_args = None          # (mirror, images, labels, classes) of the current run
         self.pending = None             # (weights, step, x): the newest weights, not computed yet
@@ -105,10 +103,6 @@ class SnapshotWorker(threading.Thread):
                                            timeout)
 
     def run(self) -> None:
-        try:  # Linux: a thread's niceness is its own; training's threads get the cores first
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-        except (AttributeError, OSError):
-            pass
         weights_step = (0, 0.0)
         while True:
             with self.condition:
@@ -119,7 +113,7 @@ class SnapshotWorker(threading.Thread):
                 setup = self.setup_args
             start, cpu_start = time.perf_counter(), time.thread_time()
             try:
-                if setup is not None:
+                if setup is not None and setup[0] is not None:
                     if job is not None:
                         setup[0].load(job[0])
                         weights_step = job[1:]
@@ -132,8 +126,8 @@ class SnapshotWorker(threading.Thread):
             finally:
                 self.last_seconds = time.perf_counter() - start
                 # the rest is counted in this thread's CPU time, not wall time: a worker that waited
-                # for the cores (it runs at low priority) has not cost training that long
-                rest = min(MAX_REST, REST_FACTOR * (time.thread_time() - cpu_start))
+                # for the cores (or for the GIL) has not cost training that long
+                rest = self.rest_factor * (time.thread_time() - cpu_start)
                 with self.condition:
                     self.busy = False
                     self.computed += 1
@@ -141,12 +135,19 @@ class SnapshotWorker(threading.Thread):
                     self.condition.notify_all()
 
     def _draw(self, mirror, images, labels, classes, step: int, x: float, new_weights: bool) -> None:
+        """New weights: the whole grid through the model (the selected image's layers recorded
+        on the way); a new selection only: that one image."""
         from tinygrad_cnn.live.snapshot import predictions_message
 
         selected = min(self.state.selected, len(images) - 1)
+        if not new_weights:
+            logits = mirror.run(images[selected : selected + 1], keep=0)[0]
+            layers = mirror.activations_message(images[selected], logits, classes)
+            self.state.set_pictures(activations={"step": step, "image": selected, "layers": layers})
+            return
         logits = mirror.run(images, keep=selected)
         predictions = predictions_message(logits, labels)
-        if new_weights and predictions["loss"] is not None:
+        if predictions["loss"] is not None:
             self.state.add_point("sample", x, predictions["loss"], predictions["accuracy"])
         pictures = {"predictions": {"step": step, "x": finite(x), **predictions},
                     "activations": {"step": step, "image": selected,
@@ -160,7 +161,7 @@ class SnapshotWorker(threading.Thread):
 
 class LiveView(Callback):
     """``LiveView(port=8765, host="127.0.0.1", images=None, num_images=32, class_names=None,
-    interval=0.5, max_maps=64, verbose=True)``: a Trainer callback that serves a live page of
+    interval=0.5, max_maps=64, cpu_share=0.1, verbose=True)``: a Trainer callback that serves a live page of
     training at ``view.url`` (see the module docstring; the messages are in
     :mod:`tinygrad_cnn.live.protocol`).
 
@@ -169,14 +170,17 @@ class LiveView(Callback):
     * ``images``: the test images to show, an array (N, C, H, W) or an ``(x, y)`` pair; by
       default ``num_images`` evenly spaced ones of the trainer's validation data (else its
       training data). ``class_names`` label them (default: the dataset's, else numbers).
-    * ``interval``: seconds between snapshots at most; ``max_maps``: maps shown per layer.
+    * ``interval``: seconds between snapshots at most; ``max_maps``: maps shown per layer;
+      ``cpu_share``: the share of one core the pictures may take (0.1: the worker rests nine
+      times as long as it works; the pictures of a big model then change slowly).
 
     Needs the ``live`` extra (starlette, uvicorn, websockets). The server stops at
     :meth:`close` (or when the process ends); :meth:`keep_serving` waits meanwhile.
     """
 
     def __init__(self, port: int = 8765, host: str = "127.0.0.1", images=None, num_images: int = 32,
-                 class_names=None, interval: float = 0.5, max_maps: int = 64, verbose: bool = True) -> None:
+                 class_names=None, interval: float = 0.5, max_maps: int = 64, cpu_share: float = 0.1,
+                 verbose: bool = True) -> None:
         if not is_int(port) or not 0 <= port <= 65535:
             raise ValueError(f"LiveView: port must be an int in [0, 65535], got {port!r}")
         if not isinstance(host, str) or not host:
@@ -186,13 +190,15 @@ class LiveView(Callback):
         if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval > 0:
             raise ValueError(f"LiveView: interval must be a positive number of seconds, got {interval!r}")
         self.interval = float(interval)
+        if isinstance(cpu_share, bool) or not isinstance(cpu_share, (int, float)) or not 0 < cpu_share <= 1:
+            raise ValueError(f"LiveView: cpu_share must be in (0, 1], got {cpu_share!r}")
         self.images = self._check_images(images)
         self.class_names = None if class_names is None else [str(c) for c in class_names]
         check_dependencies()
         from tinygrad_cnn.live.server import LOOPBACK, LiveServer, create_app
 
         self.state = LiveState()
-        self.worker = SnapshotWorker(self.state)
+        self.worker = SnapshotWorker(self.state, float(cpu_share))
         self.worker.start()
         self._running = threading.Event()
         self._running.set()
@@ -259,7 +265,6 @@ class LiveView(Callback):
         self._batches = len(train_loader) if train_loader is not None else 0
         self._epochs = int(getattr(trainer, "epochs", 0))
         x, y, classes = self._shown_images(trainer)
-        self._images = x
         segmentation = y is not None and y.ndim >= 2
         device = trainer.device
         hello = {"model": {"name": str(trainer.info.get("model", type(trainer.model).__name__)),
@@ -270,7 +275,13 @@ class LiveView(Callback):
         images = [{"index": int(i), "label": int(y[k]) if y is not None and y.ndim == 1 else None,
                    "pixels": array_record(x[k])} for k, i in enumerate(self._indices)]
         self.state.start_run(hello, images)
-        self.worker.setup(ModelMirror(trainer.model, self.max_maps), x, y, classes)
+        try:
+            mirror = ModelMirror(trainer.model, self.max_maps)
+        except Exception as error:  # noqa: BLE001 - a model that cannot be copied: curves only
+            print(f"live view: cannot copy the model ({type(error).__name__}: {error}); the page shows "
+                  f"the curves only", file=sys.stderr)
+            mirror = None
+        self.worker.setup(mirror, x, y, classes)
         self._snapshot(time.perf_counter(), force=True)
 
     def _shown_images(self, trainer):

@@ -51,8 +51,9 @@ Server to page (``PROTOCOL = 1``), in the order a new connection gets them:
     record (3, H, W)}``: the first convolution's kernels laid out on one grid, each kernel
     scaled to its own range (:func:`tinygrad_cnn.training.filter_grid`).
 
-Page to server: ``{"type": "select", "image": int}`` (show another input's activations),
-``{"type": "pause"}``, ``{"type": "resume"}``. Anything else, or a frame over
+Page to server: ``{"type": "select", "image": int}`` (show another input's activations; the
+selection is the training process's, so every open page follows it), ``{"type": "pause"}``
+(training stops after the current batch), ``{"type": "resume"}``. Anything else, or a frame over
 ``MAX_CLIENT_MESSAGE`` bytes, closes that page's connection; nothing a page sends is
 evaluated, and no message names a file.
 

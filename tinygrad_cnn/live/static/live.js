@@ -312,11 +312,14 @@
         (layer.parameters ? ` · ${layer.parameters.toLocaleString()} parameters` : "");
       row.querySelector(".range").textContent = `max ${fmt(a.max)} · min ${fmt(a.min)}`;
       const maps = row.querySelector(".maps");
-      const wanted = spatial ? shown : 1;
+      const colour = layer.type === "Input" && shape.length === 3 && shape[0] === 3;   // an RGB input
+      const wanted = spatial && !colour ? shown : 1;
+      const scale = Math.max(1, Math.min(10, Math.floor(56 / Math.max(h, w))));   // maps ~56 pixels wide
       while (maps.children.length > wanted) maps.lastChild.remove();
       while (maps.children.length < wanted) maps.append(el("canvas", "map"));
-      if (spatial) {
-        const scale = Math.max(1, Math.min(10, Math.floor(56 / Math.max(h, w))));
+      if (colour) {
+        paintRGB(maps.children[0], a.bytes, h, w, scale);
+      } else if (spatial) {
         for (let c = 0; c < shown; c++) paintGrey(maps.children[c], a.bytes, c * h * w, h, w, scale);
       } else if (layer.type === "Softmax") {
         const probs = Array.from(a.bytes, (b) => a.min + (b / 255) * (a.max - a.min));
