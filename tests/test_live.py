@@ -402,7 +402,7 @@ def test_websocket_commands_and_refusals(live_view, digits):
     host = {"host": "127.0.0.1:8765"}  # the TestClient's WebSockets otherwise say "testserver"
     with client.websocket_connect("/ws", headers=host) as ws:
         kinds = [ws.receive_json()["type"] for _ in range(7)]
-        assert kinds == ["hello", "images", "status", "metrics", "predictions", "activations", "filters"]
+        assert kinds == ["hello", "images", "metrics", "status", "predictions", "activations", "filters"]
         ws.send_text(json.dumps({"type": "select", "image": 7}))
         message = ws.receive_json()
         while message["type"] != "activations":  # the selected image's maps come (training is over)

@@ -10,7 +10,10 @@ where byte ``b`` stands for the value ``min + b / 255 * (max - min)`` (row-major
 first). ``min`` and ``max`` are taken over the whole array, so one record is one grey scale:
 the maps of a layer share their scale, as ConvNetJS draws them.
 
-Server to page (``PROTOCOL = 1``), in the order a new connection gets them:
+Server to page (``PROTOCOL = 1``). A new connection gets ``hello``, ``images``, ``metrics``
+(every point so far), ``status`` and the newest ``predictions``, ``activations`` and
+``filters``, in that order; then, at every tick of the server (``interval``, a quarter of a
+second at most), whatever has changed (new points before the status that follows them):
 
 ``hello``
     ``{"type": "hello", "protocol": 1, "run": int, "model": {"name": str, "parameters": int},
@@ -58,7 +61,7 @@ selection is the training process's, so every open page follows it), ``{"type": 
 evaluated, and no message names a file.
 
 ``GET /api/state`` answers ``{"messages": [...]}``: what a new WebSocket connection is sent
-first (hello, status, all metrics, images and the latest pictures).
+first.
 """
 
 from __future__ import annotations

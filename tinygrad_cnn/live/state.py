@@ -121,13 +121,13 @@ class LiveState:
                 out.append(self._hello)
                 if self._images is not None:
                     out.append(self._images)
-            if cursor.status != self._status_version:
-                cursor.status = self._status_version
-                out.append(dict(self._status))
             new = {name: points[cursor.points.get(name, 0):] for name, points in self._points.items()}
             if any(new.values()):
                 out.append({"type": "metrics", **new})
                 cursor.points = {name: len(points) for name, points in self._points.items()}
+            if cursor.status != self._status_version:  # after the points it speaks of ("paused")
+                cursor.status = self._status_version
+                out.append(dict(self._status))
             for kind in PICTURES:
                 if kind in self._pictures and cursor.pictures.get(kind) != self._pictures[kind][0]:
                     cursor.pictures[kind] = self._pictures[kind][0]
