@@ -239,8 +239,8 @@ def _live_view(args: argparse.Namespace, num_classes: int, trainer):
 def _linger(view, seconds: float | None) -> None:
     """Keep the page's final state served after training: ``seconds``, or until Ctrl+C."""
     until = "Ctrl+C" if seconds is None else f"{seconds:g} s have passed (or Ctrl+C)"
-    print(f"live view: training is over; {view.url} shows the final state until {until}", flush=True)
-    try:
+    try:  # Ctrl+C from the moment the line is printed ends the command normally
+        print(f"live view: training is over; {view.url} shows the final state until {until}", flush=True)
         view.keep_serving(seconds)
     except KeyboardInterrupt:
         pass

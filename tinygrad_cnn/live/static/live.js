@@ -24,17 +24,19 @@
     return { shape: record.shape, min: record.min, max: record.max, bytes };
   }
 
-  // one channel (h x w bytes from offset) as grey squares of scale x scale pixels
-  function paintGrey(canvas, bytes, offset, h, w, scale) {
+  // an h x w picture in squares of scale x scale pixels: red, green and blue read from the
+  // bytes at planes[0], planes[1], planes[2] (one plane given: grey)
+  function paint(canvas, bytes, planes, h, w, scale) {
     canvas.width = w * scale;
     canvas.height = h * scale;
     const ctx = canvas.getContext("2d");
     const img = ctx.createImageData(w * scale, h * scale);
+    const rgb = planes.length === 3 ? planes : [planes[0], planes[0], planes[0]];
     for (let y = 0; y < h * scale; y++) {
       for (let x = 0; x < w * scale; x++) {
-        const v = bytes[offset + Math.floor(y / scale) * w + Math.floor(x / scale)];
+        const src = Math.floor(y / scale) * w + Math.floor(x / scale);
         const p = 4 * (y * w * scale + x);
-        img.data[p] = img.data[p + 1] = img.data[p + 2] = v;
+        for (let c = 0; c < 3; c++) img.data[p + c] = bytes[rgb[c] + src];
         img.data[p + 3] = 255;
       }
     }
@@ -42,23 +44,8 @@
     canvas.dataset.drawn = "1";
   }
 
-  // three channels (3, h, w) as one colour picture
-  function paintRGB(canvas, bytes, h, w, scale) {
-    canvas.width = w * scale;
-    canvas.height = h * scale;
-    const ctx = canvas.getContext("2d");
-    const img = ctx.createImageData(w * scale, h * scale);
-    for (let y = 0; y < h * scale; y++) {
-      for (let x = 0; x < w * scale; x++) {
-        const src = Math.floor(y / scale) * w + Math.floor(x / scale);
-        const p = 4 * (y * w * scale + x);
-        for (let c = 0; c < 3; c++) img.data[p + c] = bytes[c * h * w + src];
-        img.data[p + 3] = 255;
-      }
-    }
-    ctx.putImageData(img, 0, 0);
-    canvas.dataset.drawn = "1";
-  }
+  const paintGrey = (canvas, bytes, offset, h, w, scale) => paint(canvas, bytes, [offset], h, w, scale);
+  const paintRGB = (canvas, bytes, h, w, scale) => paint(canvas, bytes, [0, h * w, 2 * h * w], h, w, scale);
 
   function paintPicture(canvas, record, size) {
     const a = decode(record);
