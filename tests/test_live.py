@@ -441,6 +441,7 @@ def test_a_run_streams_schema_valid_messages_that_match_the_trainer(live_view, d
         history = trainer.fit(digits[:2], 2, digits[2:])
     page.wait_for(lambda: any(m["type"] == "status" and m["state"] == "finished" for m in page.messages))
     page.wait_for(lambda: sum(len(m["train"]) for m in page.of("metrics")) == 20)
+    page.wait_for(lambda: any(m["step"] == 20 for m in page.of("predictions")))  # sent after the status
     page.close()
     for message in page.messages:
         check_message(message)
