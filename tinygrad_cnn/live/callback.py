@@ -359,8 +359,8 @@ class LiveView(Callback):
         logs = logs or {}
         if "val_loss" in logs:
             self.state.add_point("val", epoch + 1, logs["val_loss"], logs.get("val_accuracy"))
-        if self.state.listeners:
-            self._snapshot(time.perf_counter(), force=True)
+        if self.state.listeners:  # the epoch's last weights, if the worker is free (short epochs: not always)
+            self._snapshot(time.perf_counter())
 
     def on_train_end(self, logs=None) -> None:
         """The final weights' pictures (whether or not a page listens), then ``finished``."""
