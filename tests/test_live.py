@@ -497,6 +497,24 @@ def test_no_snapshots_while_nobody_listens(live_view, digits):
     assert view.worker.computed == 2  # the first weights and the final state, nothing between
 
 
+@needs_live
+def test_a_training_loop_without_loaders_gets_the_curves_only(live_view, capsys):
+    from tinygrad_cnn.training import Callback
+
+    view = live_view()
+    trainer = Trainer(tiny_cnn(), optim.SGD(tiny_cnn().parameters(), lr=0.1), progress=False)
+    Callback.set_trainer(view, trainer)  # a loop of its own: no train_loader, epochs unknown
+    view.on_train_begin()
+    for batch in range(3):
+        view.on_batch_end(batch, {"loss": 1.0 / (batch + 1), "size": 4})
+    view.on_train_end()
+    assert "curves only" in capsys.readouterr().err
+    messages = [json.loads(t) for t in view.state.updates(Cursor())]
+    assert [m["type"] for m in messages] == ["hello", "images", "metrics", "status"]
+    assert messages[1]["images"] == [] and [p[0] for p in messages[2]["train"]] == [1.0, 2.0, 3.0]
+    assert messages[3]["state"] == "finished" and messages[3]["images_seen"] == 12
+
+
 def raw_upgrade(port: int) -> socket.socket:
     """A WebSocket handshake by hand, from a page that then never reads."""
     sock = socket.socket()

@@ -275,6 +275,9 @@ class LiveView(Callback):
         images = [{"index": int(i), "label": int(y[k]) if y is not None and y.ndim == 1 else None,
                    "pixels": array_record(x[k])} for k, i in enumerate(self._indices)]
         self.state.start_run(hello, images)
+        if x is None:
+            self.worker.setup(None, x, y, classes)
+            return
         try:
             mirror = ModelMirror(trainer.model, self.max_maps)
         except Exception as error:  # noqa: BLE001 - a model that cannot be copied: curves only
@@ -291,9 +294,12 @@ class LiveView(Callback):
             self._indices = range(min(len(x), self.num_images))
             return x[: self.num_images], None if y is None else y[: self.num_images], self.class_names
         loader = getattr(trainer, "validation_loader", None) or getattr(trainer, "train_loader", None)
-        if loader is None:
-            raise ValueError("LiveView: no images to show: pass images=(x, y), or fit with data")
-        dataset = loader.dataset
+        dataset = getattr(loader, "dataset", None)
+        if dataset is None:  # a training loop that does not say what it trains on
+            print("live view: no test images to show (pass LiveView(images=(x, y))); the page shows the "
+                  "curves only", file=sys.stderr)
+            self._indices = []
+            return None, None, self.class_names
         n = len(dataset)
         indices = np.unique(np.linspace(0, n - 1, min(self.num_images, n)).round().astype(np.int64))
         self._indices = indices
