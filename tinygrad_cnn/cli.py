@@ -3,6 +3,7 @@
     tinygrad-cnn train                          LeNet-5 on the bundled 8x8 digits (offline)
     tinygrad-cnn train --model resnet20 --dataset shapes --epochs 3
     tinygrad-cnn train --dataset mnist --data-dir ../shared/data/mnist
+    tinygrad-cnn train --live                   ... and watch it learn at http://127.0.0.1:8765/
     tinygrad-cnn evaluate --checkpoint runs/lenet5-digits/checkpoint.npz
     tinygrad-cnn summary --model resnet20
 
@@ -63,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--tensorboard", action="store_true",
                        help="also write TensorBoard logs (tensorboardX)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.add_argument("--live", action="store_true",
+                       help="watch the network learn in the browser (pip install 'tinygrad_cnn[live]')")
+    train.add_argument("--port", type=int, default=8765, help="--live: the port (0: any free one)")
+    train.add_argument("--host", default="127.0.0.1",
+                       help="--live: the address to serve on (default: this computer only)")
+    train.add_argument("--live-linger", type=float, default=None, metavar="SECONDS",
+                       help="--live: keep serving the final state this long after training "
+                            "(default: until Ctrl+C)")
 
     evaluate = commands.add_parser("evaluate", help="score a checkpoint on a dataset's test split")
     evaluate.add_argument("--checkpoint", required=True)
@@ -211,6 +220,32 @@ def _loader(args, data, input_shape, train: bool, augment: bool = False):
                       device=args.device)
 
 
+def _live_view(args: argparse.Namespace, num_classes: int, trainer):
+    """With ``--live``: the page (its address printed), one of ``trainer``'s callbacks."""
+    if not args.live:
+        return None
+    from tinygrad_cnn import data
+    from tinygrad_cnn.live import LiveView
+
+    names = {"fashion-mnist": data.FASHION_MNIST_CLASSES, "cifar10": data.CIFAR10_CLASSES,
+             "shapes": data.SHAPE_CLASSES}.get(args.dataset)
+    view = LiveView(port=args.port, host=args.host,
+                    class_names=names if names is not None and len(names) == num_classes else None)
+    view.set_trainer(trainer)
+    trainer.callbacks.append(view)
+    return view
+
+
+def _linger(view, seconds: float | None) -> None:
+    """Keep the page's final state served after training: ``seconds``, or until Ctrl+C."""
+    until = "Ctrl+C" if seconds is None else f"{seconds:g} s have passed (or Ctrl+C)"
+    try:  # Ctrl+C from the moment the line is printed ends the command normally
+        print(f"live view: training is over; {view.url} shows the final state until {until}", flush=True)
+        view.keep_serving(seconds)
+    except KeyboardInterrupt:
+        pass
+
+
 # ------------------------------------------------------------------ commands
 def train(args: argparse.Namespace) -> float:
     """Train, print the test accuracy and write checkpoint, history and curves; returns the accuracy."""
@@ -219,6 +254,12 @@ def train(args: argparse.Namespace) -> float:
 
     _check_positive(epochs=args.epochs, batch_size=args.batch_size, limit=args.limit, lr=args.lr,
                     patience=args.patience)
+    if args.live:
+        from tinygrad_cnn.live import check_dependencies
+
+        check_dependencies()  # before any work: the install command, in one line
+        if args.live_linger is not None and args.live_linger < 0:
+            raise ValueError(f"--live-linger must be >= 0 seconds, got {args.live_linger}")
     _setup(args)
     tc.manual_seed(args.seed)
     key = args.model.lower().replace("-", "_")
@@ -259,11 +300,17 @@ def train(args: argparse.Namespace) -> float:
     if initial_epoch >= args.epochs:
         raise ValueError(f"--resume: the checkpoint has already trained {initial_epoch} epochs; "
                          f"ask for more with --epochs (now {args.epochs})")
+    view = _live_view(args, num_classes, trainer)
     print(f"training {key} ({model.num_parameters():,} parameters) on {args.dataset}: "
           f"{len(train_loader.dataset)} training and {len(test_loader.dataset)} test images, "
           f"{args.epochs} epochs, {args.optimizer} lr {lr:g}, batch {args.batch_size}")
     start = time.perf_counter()
-    history = trainer.fit(train_loader, args.epochs, test_loader, initial_epoch=initial_epoch)
+    try:
+        history = trainer.fit(train_loader, args.epochs, test_loader, initial_epoch=initial_epoch)
+    except BaseException:
+        if view is not None:
+            view.close()
+        raise
     elapsed = time.perf_counter() - start
     scores = trainer.evaluate(test_loader)
     history.plot(output / "training_curves.png", title=f"{key} on {args.dataset}")
@@ -272,6 +319,9 @@ def train(args: argparse.Namespace) -> float:
     print(f"test accuracy {accuracy:.4f}{extra} on {len(test_loader.dataset)} images "
           f"({elapsed:.1f} s training)")
     print(f"wrote {checkpoint_path}, {output / 'history.csv'}, {output / 'training_curves.png'}")
+    if view is not None:
+        _linger(view, args.live_linger)
+        view.close()
     return accuracy
 
 

@@ -1,10 +1,12 @@
 """Callbacks: code that runs at fixed points of training, as in Keras.
 
 The :class:`~tinygrad_cnn.training.Trainer` calls ``on_train_begin``, then per epoch
-``on_epoch_begin(epoch)``, ``on_batch_end(batch, logs)`` after every step and
+``on_epoch_begin(epoch)``, ``on_batch_end(batch, logs)`` after every step (the batch's
+``loss``, ``size`` and, with the accuracy metric, ``accuracy``) and
 ``on_epoch_end(epoch, logs)`` with the epoch's metrics (``loss``, ``accuracy``,
 ``val_loss``, ``val_accuracy``, ``lr``, ...), and finally ``on_train_end(logs)``. A callback
-sees the trainer as ``self.trainer`` (model, optimizer, history) and can stop training by
+sees the trainer as ``self.trainer`` (model, optimizer, history; during ``fit`` also
+``train_loader``, ``validation_loader`` and ``epochs``) and can stop training by
 setting ``self.trainer.stop_training = True``.
 """
 

@@ -192,6 +192,8 @@ class Trainer:
         if validation_data is not None:
             val_loader = self._loader(validation_data, False, "validation_data")
         self.stop_training = False
+        # what callbacks may read while training (the live view: how many batches, which images)
+        self.train_loader, self.validation_loader, self.epochs = loader, val_loader, epochs
         for c in self.callbacks:
             c.on_train_begin()
         logs: dict[str, float] = {}
@@ -231,14 +233,18 @@ class Trainer:
                         f"the loss became {loss} at epoch {epoch + 1}, batch {batch + 1}: "
                         f"lower the learning rate (now {self.optimizer.param_groups[0]['lr']})"
                     )
+                counted, correct = state.counted, state.correct
                 state.update(loss, logits, y.numpy())
+                batch_logs = {"loss": loss, "size": len(logits)}
+                if state.counted > counted:  # the batch's own accuracy, for per-batch curves
+                    batch_logs["accuracy"] = (state.correct - correct) / (state.counted - counted)
                 result = state.result()
                 speed = state.samples / max(time.perf_counter() - start, 1e-9)
                 postfix = {k: f"{v:.4f}" for k, v in result.items()}
                 bar.set_postfix(**postfix, samples_per_s=f"{speed:.0f}", refresh=False)
                 bar.update(1)
                 for c in self.callbacks:
-                    c.on_batch_end(batch, {"loss": loss})
+                    c.on_batch_end(batch, batch_logs)
         return state.result()
 
     # ------------------------------------------------------------- evaluate
