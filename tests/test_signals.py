@@ -38,7 +38,7 @@ def test_stretch_slows_the_event_down():
     ("bump", {}, "kind must be one of"),
     (3, {}, "kind must be one of"),
     ("spike", {"stretch": 0}, "stretch must be a positive number"),
-    ("spike", {"length": 0}, "length must be positive"),
+    ("spike", {"length": 0}, "length must be a positive int"),
 ])
 def test_event_waveform_errors(kind, kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -97,7 +97,7 @@ def test_noise_only_recordings_and_class_choice():
     (dict(stretch=0.5), "stretch must be a"),
     (dict(classes=["boom"]), "kind must be one of"),
     (dict(classes=[]), "at least one"),
-    (dict(n=0), "n must be positive"),
+    (dict(n=0), "n must be a positive int"),
 ])
 def test_make_signal_events_errors(kwargs, message):
     options = dict(n=4, length=256, events_per_signal=2)
@@ -140,7 +140,7 @@ def test_sliding_windows_of_a_1d_signal_and_errors():
     np.testing.assert_array_equal(starts, [0, 2])
     with pytest.raises(ValueError, match=r"\(C, L\) or \(L,\)"):
         data.sliding_windows(np.zeros((1, 2, 3)), 2)
-    with pytest.raises(ValueError, match="step must be positive"):
+    with pytest.raises(ValueError, match="step must be a positive int"):
         data.sliding_windows(np.zeros(5), 2, 0)
 
 

@@ -159,7 +159,7 @@ def test_ece_matches_the_definition(n, c, n_bins, seed):
     (np.array([0.0, 1.0]), 10, "integer class indices"),
     (np.array([0, 3]), 10, r"in \[0, 2\)"),
     (np.array([0]), 10, "2 integer"),
-    (np.array([0, 1]), 0, "n_bins must be positive"),
+    (np.array([0, 1]), 0, "n_bins must be a positive int"),
 ])
 def test_calibration_argument_errors(labels, n_bins, message):
     with pytest.raises(ValueError, match=message):
@@ -188,7 +188,7 @@ def test_mc_dropout_keeps_batch_norm_in_eval_mode_and_restores_flags():
     running = model[1].running_mean.numpy().copy()
     with U.mc_dropout(model):
         assert not model.training and not model[1].training and model[3].training
-        x = Tensor(np.random.default_rng(0).normal(size=(6, 4)))
+        x = Tensor(np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32))
         a, b = model(x).numpy(), model(x).numpy()
     assert not np.allclose(a, b), "dropout must stay on: two passes differ"
     np.testing.assert_array_equal(model[1].running_mean.numpy(), running)
@@ -249,9 +249,9 @@ def test_mc_predict_drops_at_the_rate_p():
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
-    (dict(passes=0), ValueError, "passes must be positive"),
-    (dict(batch_size=-1), ValueError, "batch_size must be positive"),
-    (dict(passes=2.5), ValueError, "passes must be an int"),
+    (dict(passes=0), ValueError, "passes must be a positive int"),
+    (dict(batch_size=-1), ValueError, "batch_size must be a positive int"),
+    (dict(passes=2.5), ValueError, "passes must be a positive int, got 2.5"),
 ])
 def test_mc_predict_argument_errors(kwargs, error, message):
     with pytest.raises(error, match=message):

@@ -154,7 +154,7 @@ def test_an_empty_cluster_gets_the_farthest_point():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(k=0), "k must be positive"),
+    (dict(k=0), "k must be a positive int"),
     (dict(k=50), "need at least 50 points"),
     (dict(k=2, init="best"), "init must be"),
     (dict(k=2, init=np.zeros((3, 2))), "3 centroids, expected k = 2"),
