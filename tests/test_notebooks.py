@@ -54,3 +54,27 @@ def test_tutorial_executes_as_a_notebook(script, tmp_path, monkeypatch):
               if output.get("output_type") == "error"]
     assert not errors, errors
     _check_pngs(tmp_path, EXPECTED[script])
+
+
+def test_summary_shows_once_in_a_notebook(tmp_path):
+    """model.summary() as a cell's last line: the table once (printed; the echo skipped); a
+    summary kept in a variable and shown in a later cell: once, as text and HTML."""
+    pytest.importorskip("nbclient", reason=MISSING)
+    pytest.importorskip("ipykernel", reason=MISSING)
+    import nbclient
+    import nbformat
+
+    cells = ["from tinygrad_cnn import models\nmodels.lenet5().summary()",
+             "s = models.resnet20().summary()", "s"]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+
+    def shown(cell):
+        texts = [o.get("text", "") for o in cell.outputs if o.output_type == "stream"]
+        texts += [o.data.get("text/plain", "") for o in cell.outputs if "data" in o]
+        return "".join(texts).count("Total params:")
+
+    assert [shown(cell) for cell in notebook.cells] == [1, 1, 1]
+    rich = [o.data for o in notebook.cells[2].outputs if "data" in o]
+    assert rich and "text/html" in rich[0] and "layer3.2.conv2 (Conv2d)" in rich[0]["text/html"]
