@@ -163,23 +163,17 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from tinygrad_cnn import viz
+
 
 def show(ax, array, title):
-    ax.imshow(array, cmap="viridis")
+    image = ax.imshow(array, cmap="viridis")
     ax.set_title(title, fontsize=10)
     ax.set_xticks([])
     ax.set_yticks([])
-    for (r, c), v in np.ndenumerate(array):
-        if abs(v) > 1e-6 or array.shape[0] <= 3:
-            ax.text(
-                c,
-                r,
-                f"{v:.0f}" if abs(v - round(v)) < 0.05 else f"{v:.1f}",
-                ha="center",
-                va="center",
-                color="white",
-                fontsize=8,
-            )
+    # every value written on its cell, black on light cells and white on dark ones
+    viz.annotate_cells(ax, image, array, fmt=lambda v: f"{v:.0f}" if abs(v - round(v)) < 0.05 else f"{v:.1f}",
+                       skip_zeros=array.shape[0] > 3)
 
 
 fig, axes = plt.subplots(2, 3, figsize=(11, 7.5))

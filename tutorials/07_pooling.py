@@ -239,6 +239,7 @@ axes[1].plot(
     labels, [change["detector"]] + [change[f"avg {k}x{k}"] for k in sizes], "s-", label="average pooling"
 )
 axes[1].set_ylabel("relative change after a 1-pixel shift")
+axes[1].set_xlabel("features compared: the detector map, then pooled with a k x k window (stride k)")
 axes[1].set_title("photograph: pooling makes features shift-invariant")
 axes[1].set_ylim(0, None)
 axes[1].legend()
