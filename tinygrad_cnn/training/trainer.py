@@ -341,6 +341,7 @@ class Trainer:
         state = _MetricState(self.metrics)
         watch = self._watch or CompileWatch(lambda message: None)
         trained_seconds, estimated = 0.0, not estimate or not self.progress
+        clean_seconds, clean_batches = 0.0, 0  # batches that compiled nothing: what later epochs cost
         with self._bar(len(loader), f"epoch {epoch + 1}/{epochs}") as bar:
             self._active_bar = bar
             watch.progress = lambda message: (bar.set_postfix_str(message, refresh=True)
@@ -356,7 +357,10 @@ class Trainer:
                             f"lower the learning rate (now {self.optimizer.param_groups[0]['lr']})"
                         )
                     compiling = watch.seconds - compiled_before
-                    trained_seconds += time.perf_counter() - started - compiling
+                    seconds = time.perf_counter() - started - compiling
+                    trained_seconds += seconds
+                    if not compiling:  # a batch that compiled also loaded and saved kernels: not typical
+                        clean_seconds, clean_batches = clean_seconds + seconds, clean_batches + 1
                     if compiling and not bar.disable:  # the bar's clock skips the compilation
                         bar.start_t += compiling
                         bar.last_print_t += compiling
@@ -366,9 +370,10 @@ class Trainer:
                     postfix = {k: f"{v:.4f}" for k, v in result.items()}
                     bar.set_postfix(**postfix, samples_per_s=f"{speed:.0f}", refresh=False)
                     bar.update(1)
-                    if not estimated and batch + 1 < len(loader) and (batch >= 2 or trained_seconds >= 1.0):
+                    if (not estimated and batch + 1 < len(loader) and clean_batches
+                            and (clean_batches >= 3 or clean_seconds >= 1.0)):
                         estimated = True
-                        self._say(self._estimate(trained_seconds / (batch + 1), len(loader), epochs - epoch,
+                        self._say(self._estimate(clean_seconds / clean_batches, len(loader), epochs - epoch,
                                                  loader.batch_size))
                     for c in self.callbacks:
                         c.on_batch_end(batch, {"loss": loss})
