@@ -57,7 +57,7 @@ class CompileWatch:
         self._started_at = time.perf_counter()
         if not self.kernels:
             dispatcher = event.data["dispatcher"]
-            cache = getattr(dispatcher.stats, "cache_path", None)
+            cache = getattr(getattr(dispatcher, "stats", None), "cache_path", None)
             where = f" in {cache}" if cache else ""
             self.notify(f"compiling the Numba kernels for this machine: first run only, typically "
                         f"{TYPICAL_SECONDS} (cached{where} for the next runs)")
