@@ -96,6 +96,15 @@ def test_foreign_and_damaged_files_give_one_value_error_naming_them(tmp_path):
     _zip(tmp_path / "huge.npz", {"w.npy": _npy_bytes(
         b"{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000,), }", b"\0" * 8)})
     assert "holds" in _one_value_error_naming(tmp_path / "huge.npz")
+    # a damaged directory entry whose comment length swallows the next entry: zipfile lists one
+    # array fewer and says nothing (found by the fuzz test below)
+    tc.save({"w": np.zeros(3), "b": np.ones(2), "meta": np.zeros(4, np.uint8)}, tmp_path / "swallowed.npz")
+    raw = bytearray((tmp_path / "swallowed.npz").read_bytes())
+    first_entry = raw.find(b"PK\x01\x02")
+    raw[first_entry + 32] ^= ord("6")  # the entry's comment length field
+    (tmp_path / "swallowed.npz").write_bytes(bytes(raw))
+    assert "lists 2 arrays where the archive declares 3" in _one_value_error_naming(
+        tmp_path / "swallowed.npz")
     np.savez(tmp_path / "strings.npz", names=np.array(["conv", "fc"]))
     assert "not numbers" in _one_value_error_naming(tmp_path / "strings.npz")
     np.savez(tmp_path / "objects.npz", obj=np.array([{"a": 1}], dtype=object))

@@ -20,6 +20,7 @@ import os
 import re
 import secrets
 import socket
+import struct
 import tokenize
 import zipfile
 import zlib
@@ -136,6 +137,22 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
         return np.lib.format.read_array(member, allow_pickle=False)
 
 
+def _entries_declared(path: str) -> int | None:
+    """How many members the zip's end-of-central-directory record declares (None: zip64 or not
+    found). zipfile walks the central directory by its byte size, so a damaged entry (a comment
+    length that swallows the next entry) would silently hide a member: compared with this count."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - 22 - 65535))
+        tail = f.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < 22:
+        return None
+    total = struct.unpack("<H", tail[at + 10 : at + 12])[0]
+    return None if total == 0xFFFF else total
+
+
 def _read(path: str) -> OrderedDict[str, Tensor]:
     def invalid(reason: str) -> ValueError:
         return ValueError(f"load: {path} is not a valid checkpoint (.npz): {reason}")
@@ -149,6 +166,10 @@ def _read(path: str) -> OrderedDict[str, Tensor]:
         raise invalid("the file is empty" if not start else "it is not a zip archive")
     state: OrderedDict[str, Tensor] = OrderedDict()
     with zipfile.ZipFile(path) as archive:
+        declared = _entries_declared(path)
+        if declared is not None and declared != len(archive.infolist()):
+            raise invalid(f"its directory lists {len(archive.infolist())} arrays where the archive declares "
+                          f"{declared}")
         for info in archive.infolist():
             if not info.filename.endswith(".npy"):
                 foreign = " (a PyTorch file?)" if info.filename.endswith(".pkl") else ""
