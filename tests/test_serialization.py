@@ -100,8 +100,12 @@ def test_foreign_and_damaged_files_give_one_value_error_naming_them(tmp_path):
     # array fewer and says nothing (found by the fuzz test below)
     tc.save({"w": np.zeros(3), "b": np.ones(2), "meta": np.zeros(4, np.uint8)}, tmp_path / "swallowed.npz")
     raw = bytearray((tmp_path / "swallowed.npz").read_bytes())
-    first_entry = raw.find(b"PK\x01\x02")
-    raw[first_entry + 32] ^= ord("6")  # the entry's comment length field
+    first = raw.find(b"PK\x01\x02")  # the first central-directory entry: 46 bytes, name, extra, comment
+
+    def entry_size(at):
+        return 46 + sum(int.from_bytes(raw[at + k : at + k + 2], "little") for k in (28, 30, 32))
+
+    raw[first + 32 : first + 34] = entry_size(first + entry_size(first)).to_bytes(2, "little")
     (tmp_path / "swallowed.npz").write_bytes(bytes(raw))
     assert "lists 2 arrays where the archive declares 3" in _one_value_error_naming(
         tmp_path / "swallowed.npz")
