@@ -27,6 +27,50 @@ def test_train_writes_checkpoint_history_and_curves(trained, capsys):
     assert len((out / "history.csv").read_text().splitlines()) == 3  # header + 2 epochs
 
 
+def test_validation_is_held_out_of_the_training_images_and_the_test_set_scored_once(trained):
+    """The val_* numbers come from the last 10% of the (limited) training images, the test
+    score from the test split: recomputed here from the checkpoint, independently of the CLI."""
+    import csv
+
+    import tinygrad_cnn as tc
+    from tinygrad_cnn import models, training
+    from tinygrad_cnn.data import load_digits
+
+    _, out = trained
+    history = list(csv.DictReader(open(out / "history.csv")))
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history[0])
+    scores = {row["split"]: row for row in csv.DictReader(open(out / "scores.csv"))}
+    assert set(scores) == {"validation", "test"}
+    assert scores["validation"]["images"] == "40" and scores["test"]["images"] == "359"
+    # no early stopping: the final model is the last epoch's, so its validation score is the last val_*
+    assert float(scores["validation"]["accuracy"]) == pytest.approx(float(history[-1]["val_accuracy"]))
+    x_train, y_train, x_test, y_test = load_digits(seed=0, image_size=28)
+    model = models.lenet5()
+    training.load_checkpoint(out / "checkpoint.npz", model, restore_rng=False)
+    trainer = training.Trainer(model, None, progress=False)
+    with tc.no_grad():
+        val = trainer.evaluate((x_train[360:400], y_train[360:400]))
+        test = trainer.evaluate((x_test, y_test))
+    assert float(scores["validation"]["accuracy"]) == pytest.approx(val["accuracy"])
+    assert float(scores["test"]["accuracy"]) == pytest.approx(test["accuracy"], abs=1e-6)
+
+
+def test_help_shows_defaults_in_plain_text(capsys):
+    assert main(["--help"]) == 0
+    top = capsys.readouterr().out
+    assert "``" not in top and "--val-split" in top and "first run compiles the Numba kernels" in top
+    assert main(["train", "--help"]) == 0
+    text = capsys.readouterr().out.split("options:", 1)[1]
+    entries = {" ".join(entry.split()[:2]): " ".join(entry.split()) for entry in text.split("\n  -")}
+    for option, default in (("-model MODEL", "lenet5"), ("-epochs EPOCHS", "10"), ("-seed SEED", "0"),
+                            ("-batch-size BATCH_SIZE", "32"), ("-val-split VAL_SPLIT", "0.1"),
+                            ("-optimizer {adam,adamw,sgd}", "adam")):
+        assert f"(default: {default}" in entries[option], entries[option]
+    assert "use at most this many training images" in entries["-limit LIMIT"]
+    assert main(["evaluate", "--help"]) == 0
+    assert "use at most this many test images" in " ".join(capsys.readouterr().out.split())
+
+
 def test_evaluate_scores_the_checkpoint(trained, capsys):
     _, out = trained
     assert main(["evaluate", "--checkpoint", str(out / "checkpoint.npz")]) == 0
@@ -34,6 +78,8 @@ def test_evaluate_scores_the_checkpoint(trained, capsys):
     assert "lenet5 on digits (359 images): loss" in text
     accuracy = float(text.split("accuracy ")[1].split()[0])
     assert accuracy > 0.5
+    assert main(["evaluate", "--checkpoint", str(out / "checkpoint.npz"), "--limit", "100"]) == 0
+    assert "lenet5 on digits (100 images): loss" in capsys.readouterr().out
 
 
 def test_summary_command(capsys):
@@ -83,6 +129,11 @@ def test_bad_input_one_line_nonzero_and_nothing_overwritten(trained, tmp_path, c
     assert main(["train", "--epochs", "0"]) == 2
     assert "--epochs must be positive" in one_error_line(capsys)
     assert main(["train", "--optimizer", "rmsprop"]) == 2  # argparse: its own usage message
+    capsys.readouterr()
+    assert main(["train", "--val-split", "1.5"]) == 2
+    assert "--val-split must be a fraction in [0, 1)" in one_error_line(capsys)
+    assert main(["train", "--val-split", "0", "--patience", "2"]) == 2
+    assert "needs --val-split > 0" in one_error_line(capsys)
 
     assert checkpoint.read_bytes() == before
     assert not (Path("runs") / "lenet7-digits").exists()

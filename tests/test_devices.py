@@ -22,10 +22,61 @@ def test_cuda_queries_never_fail():
 
 @pytest.mark.skipif(tc.cuda.is_available(), reason="checks the error on a machine without a GPU")
 def test_cuda_without_gpu_gives_a_clear_error():
-    with pytest.raises(RuntimeError, match="CuPy or a CUDA GPU is not available"):
+    reason = tc.cuda.unavailable_reason()
+    assert reason and ("CuPy" in reason or "GPU" in reason)
+    with pytest.raises(RuntimeError, match="device 'cuda' requested, but") as info:
         Tensor([1.0]).to("cuda")
-    with pytest.raises(RuntimeError, match="CuPy or a CUDA GPU is not available"):
+    assert reason in str(info.value)
+    with pytest.raises(RuntimeError, match="device 'cuda' requested, but"):
         nn.Linear(2, 2).to("cuda")
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    """Pretend CuPy and the NVIDIA driver are in a given state: ``fake_cuda(cupy, driver)``
+    with cupy None (not installed), an exception (getDeviceCount raises) or a device count,
+    and driver None (no libcuda) or (GPUs, CUDA major version)."""
+    import types
+
+    from tinygrad_cnn import device
+
+    def arrange(cupy, driver):
+        if cupy is None:
+            monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy raises ImportError
+        else:
+            def count():
+                if isinstance(cupy, Exception):
+                    raise cupy
+                return cupy
+
+            runtime = types.SimpleNamespace(getDeviceCount=count)
+            monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(cuda=types.SimpleNamespace(
+                runtime=runtime)))
+        monkeypatch.setattr(device, "_driver_gpus", lambda: driver)
+        device._cupy_or_reason.cache_clear()
+
+    yield arrange
+    device._cupy_or_reason.cache_clear()
+
+
+@pytest.mark.parametrize("cupy, driver, says, never", [
+    (None, None, "no NVIDIA GPU (no NVIDIA driver found) and CuPy is not installed", "pip install"),
+    (None, (0, 0), "the NVIDIA driver sees no GPU", "pip install"),
+    (None, (2, 12), "has 2 NVIDIA GPU(s) (driver for CUDA 12) but CuPy", "gpu-cuda13"),
+    (None, (1, 13), "pip install -e '.[gpu-cuda13]'", "no NVIDIA GPU"),
+    (RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected"), None,
+     "CuPy is installed but cannot use a GPU: RuntimeError: cudaErrorNoDevice", "pip install"),
+    (0, None, "CuPy is installed but sees no CUDA GPU", "pip install"),
+])
+def test_device_errors_say_which_of_cupy_or_a_gpu_is_missing(fake_cuda, cupy, driver, says, never):
+    fake_cuda(cupy, driver)
+    assert not tc.cuda.is_available() and tc.cuda.device_count() == 0
+    with pytest.raises(RuntimeError) as info:
+        Tensor([1.0]).to("cuda")
+    message = str(info.value)
+    assert says in message and never not in message, message
+    with pytest.raises(RuntimeError, match="no CUDA device: "):
+        tc.cuda.device_name()
 
 
 def test_cpu_moves_are_no_ops():

@@ -58,3 +58,54 @@ def test_summary_memory_and_bad_input():
         summary(model, (0, 4), print_summary=False)
     with pytest.raises(TypeError, match="nn.Module"):
         summary(np.zeros(3), (3,))
+
+
+def test_the_returned_summary_is_the_table():
+    s = summary(models.lenet5(), (1, 28, 28), print_summary=False)
+    text = str(s)
+    assert repr(s) == text and text.startswith('Model: "LeNet5"') and "Total params: 61,706" in text
+    html = s._repr_html_()
+    assert html.startswith("<pre>") and "features.0 (Conv2d)" in html and "(None, 6, 28, 28)" in html
+    assert html.count("<") == 2  # the table's own text escaped inside <pre> ... </pre>
+
+
+def test_summary_without_a_shape_uses_the_one_the_model_knows():
+    lenet = models.lenet5().summary(print_summary=False)
+    assert lenet.input_shape == (1, 28, 28) and lenet.total_params == 61706
+    assert models.lenet5(in_channels=3).summary(print_summary=False).input_shape == (3, 28, 28)
+    assert models.resnet20().summary(print_summary=False).input_shape == (3, 32, 32)
+    custom = nn.Sequential(nn.Flatten(), nn.Linear(12, 5))
+    with pytest.raises(ValueError, match=r"does not know its input size; pass it, e.g. summary\(model"):
+        custom.summary()
+    custom.input_shape = (3, 4)  # a model that is told its input size knows it
+    assert custom.summary(print_summary=False).rows[-1].output_shape == (1, 5)
+
+
+def test_input_shape_with_or_without_the_batch_dimension():
+    model = models.lenet5()
+    without = summary(model, (1, 28, 28), print_summary=False)
+    with_batch = summary(model, (16, 1, 28, 28), print_summary=False)
+    assert [(r.name, r.output_shape[1:], r.params, r.flops) for r in without.rows] == \
+        [(r.name, r.output_shape[1:], r.params, r.flops) for r in with_batch.rows]
+    assert with_batch.input_shape == (1, 28, 28) and with_batch.rows[0].output_shape[0] == 16
+    assert with_batch.input_mb == pytest.approx(16 * without.input_mb)
+    dense = nn.Sequential(nn.Linear(64, 10))
+    assert summary(dense, (64,), print_summary=False).rows[0].output_shape == (1, 10)
+    assert summary(dense, (32, 64), print_summary=False).rows[0].output_shape == (32, 10)
+    with pytest.raises(ValueError, match="batch dimension 16, but batch_size=4"):
+        summary(model, (16, 1, 28, 28), batch_size=4, print_summary=False)
+
+
+def test_printed_once_in_a_script_and_in_the_interactive_interpreter():
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TINYGRAD_CNN_BACKEND": "reference"}
+    lines = "from tinygrad_cnn import models\nmodels.lenet5().summary()\ns = models.lenet5().summary()\n"
+    run = dict(capture_output=True, text=True, env=env)
+    script = subprocess.run([sys.executable, "-c", lines], check=True, **run)
+    assert script.stdout.count("Total params: 61,706") == 2  # a script prints both, as Keras
+    # the interpreter shows the returned table of the expression, and prints nothing for the assignment
+    repl = subprocess.run([sys.executable, "-i"], input=lines + "s\n", **run)
+    assert repl.stdout.count("Total params: 61,706") == 2, repl.stdout + repl.stderr

@@ -1,6 +1,7 @@
 """The training loop: learning, determinism, exact resume, callbacks, plots, and CNNs that learn."""
 
 import csv
+import re
 from pathlib import Path
 
 import numpy as np
@@ -176,9 +177,13 @@ def test_mean_iou():
 def test_bad_trainer_input(digits):
     model = mlp()
     with pytest.raises(ValueError, match="metrics"):
-        Trainer(model, metrics=("f1",))
-    with pytest.raises(ValueError, match="optimizer"):
-        Trainer(model).fit(digits[:2], 1)
+        Trainer(model, None, metrics=("f1",))
+    with pytest.raises(TypeError, match=r"needs an optimizer to train, e.g. Trainer\(model, optim.Adam"):
+        Trainer(model)
+    with pytest.raises(ValueError, match="optimizer=None"):
+        Trainer(model, None).fit(digits[:2], 1)
+    with pytest.raises(ValueError, match="updates none of this model's parameters"):
+        Trainer(model, optim.SGD(mlp().parameters(), lr=0.1))
     with pytest.raises(ValueError, match="epochs"):
         Trainer(model, optim.SGD(model.parameters(), lr=0.1)).fit(digits[:2], 0)
     with pytest.raises(TypeError, match="DataLoader"):
@@ -220,3 +225,122 @@ def test_lenet5_learns_real_mnist():
     trainer = Trainer(model, optim.Adam(model.parameters(), lr=3e-3), progress=False, seed=0)
     trainer.fit((x[train], y[train]), 2)
     assert trainer.evaluate((x[test], y[test]))["accuracy"] > 0.85
+
+
+# ----------------------------------------------------------- Keras and Lightning habits
+def test_fit_takes_keras_arguments(digits):
+    x, y, xt, yt = digits
+    tc.manual_seed(0)
+    model = mlp()
+    trainer = Trainer(model, optim.Adam(model.parameters(), lr=3e-3), progress=False, seed=0)
+    history = trainer.fit(x, y, epochs=2, batch_size=64, validation_split=0.1)
+    assert history.epoch == [0, 1] and history["val_accuracy"][-1] > 0.5
+    # validation_split holds out the last 10% before shuffling, as Keras: the same numbers as passing it
+    cut = int(len(x) * 0.9)
+    tc.manual_seed(0)
+    same = mlp()
+    again = Trainer(same, optim.Adam(same.parameters(), lr=3e-3), progress=False, seed=0)
+    again.fit(x[:cut], y[:cut], epochs=2, batch_size=64, validation_data=(x[cut:], y[cut:]))
+    assert again.history.history == history.history
+    # this library's positional order still works: fit(data, epochs, validation_data)
+    trainer.fit((x, y), 3, (xt, yt), initial_epoch=2)
+    assert trainer.history.epoch == [0, 1, 2] and "val_loss" in trainer.history.history
+    with pytest.raises(ValueError, match="not both"):
+        trainer.fit(x, y, epochs=1, validation_data=(xt, yt), validation_split=0.2)
+    with pytest.raises(ValueError, match="own batch size"):
+        trainer.fit(DataLoader((x, y), 32), epochs=1, batch_size=64)
+    with pytest.raises(TypeError, match="not a DataLoader"):
+        trainer.fit(DataLoader((x, y), 32), epochs=1, validation_split=0.1)
+    with pytest.raises(ValueError, match="leaves no training samples"):
+        trainer.fit(x[:1], y[:1], epochs=1, validation_split=0.5)
+    with pytest.raises(TypeError, match="must be arrays of inputs and targets"):
+        trainer.fit(x, 3)
+    with pytest.raises(TypeError, match="epochs given twice"):
+        trainer.fit((x, y), 2, epochs=3)
+    with pytest.raises(TypeError, match="already holds the targets"):
+        trainer.fit((x, y), y)
+    # the module-level shortcut takes the same arguments
+    from tinygrad_cnn.training import fit
+
+    model = mlp()
+    history = fit(model, optim.Adam(model.parameters()), x, y, epochs=1, batch_size=128, progress=False)
+    assert len(history) == 1
+
+
+def test_history_prints_as_a_table():
+    from tinygrad_cnn.training import History
+
+    assert repr(History()) == "History(no epochs trained yet)"
+    history = History()
+    for epoch in range(12):
+        history.append(epoch, {"loss": 1.0 / (epoch + 1), "val_accuracy": 0.5 + epoch / 100})
+    lines = repr(history).splitlines()
+    assert lines[0] == "History: 12 epochs"
+    assert lines[1].split() == ["epoch", "loss", "val_accuracy"]
+    assert lines[2].split() == ["1", "1", "0.5"] and lines[-1].split() == ["12", "0.08333", "0.61"]
+    assert len(lines) == 2 + 5 + 1 + 5 and lines[7].split() == ["..."]
+
+
+def _fresh_numba_layer():
+    """A layer whose forward calls a Numba function compiled for the first time in this test
+    (no cache): the Trainer must notice the compilation as a first run's would be."""
+    from numba import njit
+
+    @njit(cache=False)
+    def scale(a, factor):  # a new function object: compiles on its first call
+        return a * factor
+
+    class Scale(nn.Module):
+        def forward(self, x):
+            return Tensor(scale(x.numpy(), np.float32(1.0))) * 0 + x
+
+    return Scale()
+
+
+def test_first_run_compilation_is_announced_and_left_out_of_the_timings(digits, capsys, monkeypatch):
+    import tinygrad_cnn.training.compilation as compilation
+
+    x, y, _, _ = digits
+    tc.manual_seed(0)
+    model = nn.Sequential(_fresh_numba_layer(), nn.Linear(64, 10))
+    trainer = Trainer(model, optim.SGD(model.parameters(), lr=0.1), progress=True, seed=0, batch_size=100)
+    real_on_end = compilation.CompileWatch.on_end
+
+    def slow_compile(self, event):  # make the compilation take a measurable second
+        if getattr(self._depth, "value", 1) == 1:
+            self._started_at -= 1.0
+        real_on_end(self, event)
+
+    monkeypatch.setattr(compilation.CompileWatch, "on_end", slow_compile)
+    trainer.fit(x[:600], y[:600], epochs=2)
+    err = capsys.readouterr().err
+    assert err.count("compiling the Numba kernels for this machine: first run only, typically") == 1
+    assert re.search(r"compiled 1 Numba kernel in \d+ s; the next runs load them from the cache", err), err
+    assert trainer.compile_seconds >= 1.0
+    estimate = [line for line in err.splitlines() if line.startswith("estimated time: ")]
+    assert len(estimate) == 1 and "per epoch (6 batches of 100 at" in estimate[0]
+    assert "for the 2 epochs of this run" in estimate[0]
+    per_batch = float(estimate[0].split(" at ")[1].split(" s each")[0])
+    assert per_batch < 0.5, f"the compile second leaked into the estimate: {estimate[0]}"
+    # a second fit of the same model compiles nothing and says nothing about it
+    trainer.fit(x[:600], y[:600], epochs=3, initial_epoch=2)
+    assert "compiling" not in capsys.readouterr().err
+
+
+def test_a_slow_model_says_how_long_an_epoch_will_take_before_the_epoch_ends(digits, capsys):
+    import time
+
+    class Slow(nn.Module):
+        def forward(self, x):
+            time.sleep(1.0)
+            return x
+
+    x, y, _, _ = digits
+    model = nn.Sequential(Slow(), nn.Linear(64, 10))
+    seen = []
+    watcher = LambdaCallback(on_batch_end=lambda batch, logs: seen.append(capsys.readouterr().err))
+    Trainer(model, optim.SGD(model.parameters(), lr=0.1), callbacks=[watcher], batch_size=100).fit(
+        x[:300], y[:300], epochs=1)
+    # a batch of a second or more: the estimate comes right after the first one, not after the epoch
+    assert re.search(r"estimated time: 3\.\d s per epoch \(3 batches of 100 at 1\.\d s each", seen[0]), seen
+    assert not any("estimated" in text for text in seen[1:])

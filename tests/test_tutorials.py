@@ -172,3 +172,16 @@ def test_tutorial_is_a_percent_format_notebook(script: str) -> None:
     assert len(re.findall(r"^# %%$", text, flags=re.M)) >= 3, "code in '# %%' cells"
     assert "--quick" in text and "--out" in text
     assert "parse_known_args" in text, "parse_known_args lets the script run inside Jupyter"
+    assert 'if "ipykernel" in sys.modules else parser.parse_args()' in text, "a script rejects unknown flags"
+
+
+def test_a_tutorial_rejects_an_unknown_flag(tmp_path: Path) -> None:
+    """--output for --out: an error, not pictures silently written elsewhere (tests/test_notebooks.py
+    runs tutorials inside a Jupyter kernel, whose own flags they must accept)."""
+    script = str(TUTORIALS / "04_padding_stride_dilation.py")
+    result = subprocess.run(
+        [sys.executable, script, "--quick", "--output", str(tmp_path)], cwd=tmp_path, env=_environment(),
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2 and "unrecognized arguments: --output" in result.stderr, result.stderr
+    assert not list(tmp_path.iterdir()) and not (tmp_path / "out").exists()

@@ -1,4 +1,4 @@
-"""The command line: ``tinygrad-cnn train | evaluate | summary`` (also ``python -m tinygrad_cnn``).
+"""The command line: tinygrad-cnn train | evaluate | summary (also python -m tinygrad_cnn).
 
     tinygrad-cnn train                          LeNet-5 on the bundled 8x8 digits (offline)
     tinygrad-cnn train --model resnet20 --dataset shapes --epochs 3
@@ -7,11 +7,15 @@
     tinygrad-cnn evaluate --checkpoint runs/lenet5-digits/checkpoint.npz
     tinygrad-cnn summary --model resnet20
 
-``train`` shows progress bars, prints the test accuracy and writes to ``--output`` (default
-``runs/<model>-<dataset>``): ``checkpoint.npz`` (the atomic checkpoint of the latest epoch),
-``history.csv`` and ``training_curves.png``. Bad input (an unknown model, a missing or
-corrupt dataset file, a checkpoint of another model) ends with one line on stderr and exit
-code 2, before anything is written.
+train holds out a validation split of the training images (--val-split, default 0.1) for the
+per-epoch val_* numbers and early stopping, and scores the test images only once, at the end.
+It shows progress bars and writes to --output (default runs/<model>-<dataset>):
+checkpoint.npz (the atomic checkpoint of the latest epoch), history.csv (training and
+validation metrics per epoch), scores.csv (the final model on the validation and test
+images) and training_curves.png. The first run compiles the Numba kernels for this machine
+(typically 30 s to a minute, once). Bad input (an unknown model, a missing or corrupt dataset
+file, a checkpoint of another model) ends with one line on stderr and exit code 2, before
+anything is written. Run "tinygrad-cnn train --help" for every option and its default.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    def data_options(p: argparse.ArgumentParser) -> None:
+    def data_options(p: argparse.ArgumentParser, images: str = "training") -> None:
         p.add_argument("--dataset", default="digits", choices=DATASETS,
                        help="digits (bundled, default), mnist / fashion-mnist (IDX files in --data-dir), "
                             "cifar10 (binary batches in --data-dir), shapes (synthetic), folder "
@@ -43,24 +47,35 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--data-dir", default=None, help="folder of the dataset's files")
         p.add_argument("--download", action="store_true",
                        help="download missing MNIST/Fashion-MNIST/CIFAR-10 files (checksums verified)")
-        p.add_argument("--limit", type=int, default=None, help="use at most this many training images")
-        p.add_argument("--batch-size", type=int, default=32)
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--limit", type=int, default=None,
+                       help=f"use at most this many {images} images (default: all)")
+        p.add_argument("--batch-size", type=int, default=32, help="images per batch (default: %(default)s)")
+        p.add_argument("--seed", type=int, default=0,
+                       help="seed of the weights, the shuffling and the splits (default: %(default)s)")
         p.add_argument("--backend", default=None,
                        help="CPU kernels: reference, numba or cython (default: numba when it loads)")
-        p.add_argument("--device", default="cpu", help="cpu or cuda")
+        p.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
 
-    train = commands.add_parser("train", help="train a model and save a checkpoint and curves")
-    train.add_argument("--model", default="lenet5", help="a name from `tinygrad-cnn summary --list`")
+    train = commands.add_parser("train", help="train a model and save a checkpoint and curves",
+                                description="Train a model; the test images are scored once, at the end.")
+    train.add_argument("--model", default="lenet5",
+                       help="a name from 'tinygrad-cnn summary --list' (default: %(default)s)")
     data_options(train)
-    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--val-split", type=float, default=0.1,
+                       help="fraction of the training images held out for validation: the val_* numbers "
+                            "of every epoch and --patience use them, never the test images "
+                            "(default: %(default)s; 0: no validation)")
+    train.add_argument("--epochs", type=int, default=10, help="epochs to train (default: %(default)s)")
     train.add_argument("--lr", type=float, default=None, help="learning rate (default: 3e-3 Adam, 0.05 SGD)")
-    train.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
-    train.add_argument("--weight-decay", type=float, default=0.0)
+    train.add_argument("--optimizer", default="adam", choices=OPTIMIZERS, help="(default: %(default)s)")
+    train.add_argument("--weight-decay", type=float, default=0.0,
+                       help="L2 penalty on the weights (decoupled for adamw) (default: %(default)s)")
     train.add_argument("--augment", action="store_true", help="random shifts/rotations (and flips) per batch")
     train.add_argument("--output", default=None, help="output folder (default runs/<model>-<dataset>)")
     train.add_argument("--resume", default=None, help="continue from this checkpoint")
-    train.add_argument("--patience", type=int, default=None, help="early stopping patience (epochs)")
+    train.add_argument("--patience", type=int, default=None,
+                       help="stop when val_accuracy has not improved for this many epochs, and keep the best "
+                            "epoch's weights (default: train every epoch)")
     train.add_argument("--tensorboard", action="store_true",
                        help="also write TensorBoard logs (tensorboardX)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -74,16 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: until Ctrl+C)")
 
     evaluate = commands.add_parser("evaluate", help="score a checkpoint on a dataset's test split")
-    evaluate.add_argument("--checkpoint", required=True)
+    evaluate.add_argument("--checkpoint", required=True, help="a checkpoint.npz written by train")
     evaluate.add_argument("--model", default=None, help="expected model (default: the checkpoint's)")
-    data_options(evaluate)
+    data_options(evaluate, images="test")
     evaluate.set_defaults(dataset=None)
 
     summary = commands.add_parser("summary", help="print a model's layer table")
-    summary.add_argument("--model", default="lenet5")
+    summary.add_argument("--model", default="lenet5", help="(default: %(default)s)")
     summary.add_argument("--input-shape", type=int, nargs="+", default=None,
                          help="C H W (default: the model's)")
-    summary.add_argument("--num-classes", type=int, default=None)
+    summary.add_argument("--num-classes", type=int, default=None, help="(default: the model's)")
     summary.add_argument("--list", action="store_true", help="list the model names")
     return parser
 
@@ -246,6 +261,42 @@ def _linger(view, seconds: float | None) -> None:
         pass
 
 
+def _hold_out(args: argparse.Namespace, data):
+    """``(train, validation)``: the last ``--val-split`` of the training images held out
+    (``training.split_validation``); an image folder's training loader becomes two loaders."""
+    from tinygrad_cnn.data import DataLoader
+    from tinygrad_cnn.training import split_validation
+
+    if not isinstance(data, DataLoader):
+        return split_validation(data, args.val_split)
+    train, validation = split_validation(data.dataset, args.val_split)
+    train_loader = DataLoader(train, data.batch_size, shuffle=True, seed=args.seed, transform=data.transform)
+    return train_loader, DataLoader(validation, data.batch_size)
+
+
+def _limited(data, limit: int | None):
+    """At most ``limit`` images of (x, y) arrays or of a DataLoader's dataset."""
+    from tinygrad_cnn.data import DataLoader, Subset
+
+    if limit is None or len(data[0] if isinstance(data, tuple) else data.dataset) <= limit:
+        return data
+    if isinstance(data, DataLoader):
+        return DataLoader(Subset(data.dataset, range(limit)), data.batch_size)
+    return tuple(a[:limit] for a in data)
+
+
+def _write_scores(path: Path, rows: list[tuple[str, int, dict[str, float]]]) -> None:
+    """scores.csv: one row per split (validation, test) of the final model."""
+    import csv
+
+    keys = sorted({k for _, _, scores in rows for k in scores})
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["split", "images", *keys])
+        for split, images, scores in rows:
+            writer.writerow([split, images, *(f"{scores[k]:.6g}" if k in scores else "" for k in keys)])
+
+
 # ------------------------------------------------------------------ commands
 def train(args: argparse.Namespace) -> float:
     """Train, print the test accuracy and write checkpoint, history and curves; returns the accuracy."""
@@ -260,6 +311,10 @@ def train(args: argparse.Namespace) -> float:
         check_dependencies()  # before any work: the install command, in one line
         if args.live_linger is not None and args.live_linger < 0:
             raise ValueError(f"--live-linger must be >= 0 seconds, got {args.live_linger}")
+    if not 0.0 <= args.val_split < 1.0:
+        raise ValueError(f"--val-split must be a fraction in [0, 1), got {args.val_split}")
+    if args.patience is not None and not args.val_split:
+        raise ValueError("--patience stops on the validation accuracy: it needs --val-split > 0")
     _setup(args)
     tc.manual_seed(args.seed)
     key = args.model.lower().replace("-", "_")
@@ -270,7 +325,11 @@ def train(args: argparse.Namespace) -> float:
     if note:
         print(note)
     key, model = _build_model(key, num_classes, input_shape[0])
+    val_data = None
+    if args.val_split:  # held out of the training images: the test images are scored once, at the end
+        train_data, val_data = _hold_out(args, train_data)
     train_loader = _loader(args, train_data, input_shape, train=True, augment=args.augment)
+    val_loader = _loader(args, val_data, input_shape, train=False) if val_data is not None else None
     test_loader = _loader(args, test_data, input_shape, train=False)
     lr = args.lr if args.lr is not None else (0.05 if args.optimizer == "sgd" else 3e-3)
     if args.optimizer == "sgd":
@@ -285,8 +344,8 @@ def train(args: argparse.Namespace) -> float:
     output = Path(args.output or os.path.join("runs", f"{key}-{args.dataset}"))
     checkpoint_path = output / "checkpoint.npz"
     monitor = "val_iou" if segmentation else "val_accuracy"
-    # the checkpoint of the latest epoch (for --resume and evaluate); the test split is never used to
-    # pick an epoch, so the accuracy printed at the end is an honest test score
+    # the checkpoint of the latest epoch (for --resume and evaluate); only the validation split picks an
+    # epoch (--patience), so the test accuracy printed at the end is an honest score
     callbacks = [training.ModelCheckpoint(checkpoint_path, monitor=monitor, info=info),
                  training.CSVLogger(output / "history.csv", append=args.resume is not None)]
     if args.patience is not None:
@@ -300,25 +359,39 @@ def train(args: argparse.Namespace) -> float:
     if initial_epoch >= args.epochs:
         raise ValueError(f"--resume: the checkpoint has already trained {initial_epoch} epochs; "
                          f"ask for more with --epochs (now {args.epochs})")
+    held_out = "no validation images, "
+    if val_loader is not None:
+        held_out = (f"{len(val_loader.dataset)} validation images (--val-split {args.val_split:g} of the "
+                    f"training images: the val_* numbers), ")
     view = _live_view(args, num_classes, trainer)
     print(f"training {key} ({model.num_parameters():,} parameters) on {args.dataset}: "
-          f"{len(train_loader.dataset)} training and {len(test_loader.dataset)} test images, "
-          f"{args.epochs} epochs, {args.optimizer} lr {lr:g}, batch {args.batch_size}")
+          f"{len(train_loader.dataset)} training images, {held_out}{len(test_loader.dataset)} test images "
+          f"(scored once, at the end); {args.epochs} epochs, {args.optimizer} lr {lr:g}, "
+          f"batch {args.batch_size}")
     start = time.perf_counter()
     try:
-        history = trainer.fit(train_loader, args.epochs, test_loader, initial_epoch=initial_epoch)
+        history = trainer.fit(train_loader, args.epochs, val_loader, initial_epoch=initial_epoch)
     except BaseException:
         if view is not None:
             view.close()
         raise
-    elapsed = time.perf_counter() - start
+    elapsed = time.perf_counter() - start - trainer.compile_seconds
+    rows = [("validation", len(val_loader.dataset), trainer.evaluate(val_loader))] if val_loader else []
     scores = trainer.evaluate(test_loader)
-    history.plot(output / "training_curves.png", title=f"{key} on {args.dataset}")
+    rows.append(("test", len(test_loader.dataset), scores))
+    _write_scores(output / "scores.csv", rows)
+    history.plot(output / "training_curves.png", title=f"{key} on {args.dataset} (validation: held-out "
+                                                        f"training images)")
     accuracy = scores["accuracy"]
     extra = f", mean IoU {scores['iou']:.4f}" if "iou" in scores else ""
+    if val_loader is not None:
+        print(f"validation accuracy {rows[0][2]['accuracy']:.4f} on {len(val_loader.dataset)} held-out "
+              f"training images")
     print(f"test accuracy {accuracy:.4f}{extra} on {len(test_loader.dataset)} images "
           f"({elapsed:.1f} s training)")
-    print(f"wrote {checkpoint_path}, {output / 'history.csv'}, {output / 'training_curves.png'}")
+    print(f"wrote {checkpoint_path}, {output / 'history.csv'} (per epoch: training and val_* validation "
+          f"metrics), {output / 'scores.csv'} (final validation and test scores), "
+          f"{output / 'training_curves.png'}")
     if view is not None:
         _linger(view, args.live_linger)
         view.close()
@@ -341,10 +414,11 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
     input_shape = tuple(info.get("input_shape") or models.INPUT_SHAPES[info["model"]])
     key, model = _build_model(info["model"], int(info.get("num_classes", 10)), input_shape[0])
     training.load_checkpoint(args.checkpoint, model, restore_rng=False)
+    limit, args.limit = args.limit, None  # --limit counts the test images here
     _, test_data, _, _ = load_data(args, key, input_shape)
-    test_loader = _loader(args, test_data, input_shape, train=False)
+    test_loader = _loader(args, _limited(test_data, limit), input_shape, train=False)
     metrics = ("accuracy", "iou") if key in models.SEGMENTATION_MODELS else ("accuracy",)
-    trainer = training.Trainer(model, metrics=metrics, progress=False, device=args.device)
+    trainer = training.Trainer(model, None, metrics=metrics, progress=False, device=args.device)
     scores = trainer.evaluate(test_loader)
     shown = "  ".join(f"{k} {v:.4f}" for k, v in scores.items())
     print(f"{key} on {args.dataset} ({len(test_loader.dataset)} images): {shown}")

@@ -17,10 +17,17 @@ them, with
 
 The totals separate trainable from non-trainable parameters (``requires_grad=False``) and list
 the buffers (batch-norm running statistics) and an estimate of the memory for one forward pass.
+
+The returned :class:`ModelSummary` *is* the table: ``print(s)``, ``repr(s)`` and, in Jupyter,
+its HTML all show it. It is printed once: in a script ``summary`` prints it (as Keras's
+``model.summary()``); in the interactive interpreter it does not print, because the
+interpreter shows the returned table; in IPython and Jupyter it prints and the echo of the
+returned object in the same cell is skipped.
 """
 
 from __future__ import annotations
 
+import html
 import math
 import sys
 from collections.abc import Sequence
@@ -46,9 +53,9 @@ class LayerRow:
     receptive_field: tuple[float, float] | None
 
 
-@dataclass
+@dataclass(repr=False)
 class ModelSummary:
-    """The table's rows and totals; ``str(summary)`` is the printed table."""
+    """The table's rows and totals; ``str(summary)``, ``repr(summary)`` and its HTML are the table."""
 
     model_name: str
     input_shape: tuple[int, ...]
@@ -62,9 +69,25 @@ class ModelSummary:
     activations_mb: float = 0.0
     params_mb: float = 0.0
 
+    shown_in_cell: int | None = None  # the IPython cell that printed it (its echo there is skipped)
+
     @property
     def total_mb(self) -> float:
         return self.input_mb + self.activations_mb + self.params_mb
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{html.escape(str(self))}</pre>"
+
+    def _ipython_display_(self) -> None:
+        shell = _ipython_shell()
+        if shell is not None and self.shown_in_cell == shell.execution_count:
+            return  # summary() printed it in this cell already
+        from IPython.display import display
+
+        display({"text/plain": str(self), "text/html": self._repr_html_()}, raw=True)
 
     def __str__(self) -> str:
         headers = ("Layer (type)", "Output Shape", "Param #", "FLOPs", "Receptive field")
@@ -93,6 +116,38 @@ class ModelSummary:
                 f"Estimated total size (MB): {self.total_mb:.2f}",
                 "-" * width]
         return "\n".join(out)
+
+
+def _ipython_shell():
+    """The running IPython shell (IPython, Jupyter), or None."""
+    ipython = sys.modules.get("IPython")
+    try:
+        return ipython.get_ipython() if ipython is not None else None
+    except Exception:  # an IPython too old or half-imported: behave as a script
+        return None
+
+
+def _printed_by_summary(print_summary: bool | None) -> bool:
+    """``print_summary=None``: print in a script and in IPython, not in the plain interactive
+    interpreter, which shows the returned table itself."""
+    if print_summary is not None:
+        return bool(print_summary)
+    return _ipython_shell() is not None or not hasattr(sys, "ps1")
+
+
+def _batch_and_shape(model: Module, input_shape) -> tuple[int | None, tuple[int, ...]]:
+    """``(batch, shape of one sample)``: the shape is given with or without its batch dimension,
+    as torchsummary (without) and torchinfo (with) users write it. The model's first layer
+    tells which: a Conv2d reads (C, H, W) samples, a Conv1d (C, L), a Linear (features,);
+    after any other first layer (a Flatten) the shape is taken as one sample's."""
+    from tinygrad_cnn import nn
+
+    first = next((m for m in model.modules() if not _is_container(m)), None)
+    rank = {nn.Conv2d: 3, nn.ConvTranspose2d: 3, nn.Conv1d: 2, nn.ConvTranspose1d: 2, nn.Linear: 1}
+    sample_rank = next((r for cls, r in rank.items() if isinstance(first, cls)), None)
+    if sample_rank is not None and len(input_shape) == sample_rank + 1:
+        return int(input_shape[0]), tuple(input_shape[1:])
+    return None, tuple(input_shape)
 
 
 def _shape_text(shape: tuple) -> str:
@@ -204,20 +259,38 @@ class _FieldTracker:
         return rh, rw, jh, jw
 
 
-def summary(model: Module, input_shape: Sequence[int], batch_size: int = 1, print_summary: bool = True,
-            file=None, dtype="float32") -> ModelSummary:
-    """Run ``model`` on a (batch_size, *input_shape) batch and print/return its summary table.
+def summary(model: Module, input_shape: Sequence[int] | None = None, batch_size: int | None = None,
+            print_summary: bool | None = None, file=None, dtype="float32") -> ModelSummary:
+    """Run ``model`` on a zero batch and return (and print, see the module docstring) its table.
 
-    ``input_shape`` leaves out the batch dimension, as Keras: ``(1, 28, 28)`` for LeNet-5.
+    ``input_shape`` is one sample's shape, ``(1, 28, 28)`` for LeNet-5, or the batch's,
+    ``(64, 1, 28, 28)``; without it, the shape the model knows (``model.input_shape`` if set,
+    else :func:`tinygrad_cnn.models.default_input_shape` for the course's networks).
+    ``batch_size`` (default 1, or the batch dimension given) scales the memory estimates.
     """
     if not isinstance(model, Module):
         raise TypeError(f"summary: model must be an nn.Module, got {type(model).__name__}")
+    if input_shape is None:
+        from tinygrad_cnn.models import default_input_shape
+
+        input_shape = getattr(model, "input_shape", None) or default_input_shape(model)
+        if input_shape is None:
+            raise ValueError(f"summary: {type(model).__name__} does not know its input size; pass it, e.g. "
+                             f"summary(model, (3, 32, 32)) or model.summary((3, 32, 32)) for 3x32x32 images "
+                             f"(channels, height, width; a batch dimension in front is fine too)")
     input_shape = tuple(input_shape)
-    if not input_shape or any(not isinstance(s, (int, np.integer)) or s <= 0 for s in input_shape):
-        raise ValueError(f"summary: input_shape must be positive ints without the batch dimension, "
-                         f"got {input_shape}")
-    if not isinstance(batch_size, int) or batch_size <= 0:
+    if not input_shape or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s <= 0
+                              for s in input_shape):
+        raise ValueError(f"summary: input_shape must be positive ints, e.g. (1, 28, 28), got {input_shape}")
+    given_batch, input_shape = _batch_and_shape(model, input_shape)
+    if batch_size is None:
+        batch_size = given_batch or 1
+    elif given_batch is not None and given_batch != batch_size:
+        raise ValueError(f"summary: the input shape has batch dimension {given_batch}, "
+                         f"but batch_size={batch_size}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
         raise ValueError(f"summary: batch_size must be a positive int, got {batch_size!r}")
+    batch_size = int(batch_size)
     result = ModelSummary(type(model).__name__, input_shape)
     tracker = _FieldTracker()
     rows: list[LayerRow] = []
@@ -278,6 +351,8 @@ def summary(model: Module, input_shape: Sequence[int], batch_size: int = 1, prin
     result.input_mb = batch_size * math.prod(input_shape) * itemsize / 2**20
     result.activations_mb = sum(math.prod(r.output_shape) for r in rows) * itemsize / 2**20
     result.params_mb = (sum(p.data.nbytes for p in params) + sum(b.data.nbytes for b in buffers)) / 2**20
-    if print_summary:
+    if _printed_by_summary(print_summary if file is None else True):
         print(result, file=file if file is not None else sys.stdout)
+        shell = _ipython_shell()
+        result.shown_in_cell = getattr(shell, "execution_count", None) if shell is not None else None
     return result

@@ -17,6 +17,8 @@ import numpy as np
 from tinygrad_cnn.autograd import no_grad
 from tinygrad_cnn.tensor import Tensor
 
+METRIC_NAMES = {"iou": "mean IoU", "lr": "learning rate"}  # axis labels for the metrics' short names
+
 
 def _figure(width: float, height: float):
     """A matplotlib Figure drawn by the Agg canvas: no display, no pyplot. pyplot would keep
@@ -59,26 +61,54 @@ def _as_image(a: np.ndarray) -> tuple[np.ndarray, str | None]:
     return a, "gray"
 
 
-def filter_grid(weights, path=None, ncols: int = 8, title: str = "filters", channel: int | None = None):
+def annotate_cells(ax, image, values: np.ndarray, fmt: Callable[[float], str] = "{:g}".format,
+                   fontsize: float = 8, skip_zeros: bool = False) -> None:
+    """Write each value of a 2-D array on its cell of ``image`` (what ``ax.imshow`` returned), in
+    black on light cells and white on dark ones, so that every number stays readable."""
+    values = _array(values)
+    colours = image.cmap(image.norm(values))
+    for (r, c), v in np.ndenumerate(values):
+        if skip_zeros and v == 0:
+            continue
+        red, green, blue = colours[r, c, :3]
+        luminance = 0.299 * red + 0.587 * green + 0.114 * blue
+        ax.text(c, r, fmt(v), ha="center", va="center", fontsize=fontsize,
+                color="black" if luminance > 0.5 else "white")
+
+
+def filter_grid(weights, path=None, ncols: int = 8, title: str = "filters", channel: int | None = None,
+                captions: Sequence[str] | None = None, colorbar: bool = True):
     """Show convolution kernels of shape (K, C, kh, kw): one tile per output map. With 3 input
-    channels the kernels are shown in colour, otherwise channel ``channel`` (default: the mean
-    over input channels). Each tile is scaled on its own; blue-white-red for signed weights."""
+    channels the kernels are shown in colour (each scaled to [0, 1]), otherwise channel
+    ``channel`` (default: the mean over input channels) on one shared blue-white-red scale,
+    symmetric around 0 so that white is 0, with a colour bar ("blue < 0 < red").
+    ``captions`` puts a line under each tile (e.g. what the filter detects)."""
     w = _array(weights)
     if w.ndim != 4:
         raise ValueError(f"filter_grid: weights must be (K, C, kh, kw), got shape {w.shape}")
+    if captions is not None and len(captions) != w.shape[0]:
+        raise ValueError(f"filter_grid: {len(captions)} captions for {w.shape[0]} filters")
     rows, cols = _grid(w.shape[0], ncols)
-    fig = _figure(1.3 * cols, 1.3 * rows + 0.4)
+    signed = not (w.shape[1] == 3 and channel is None)
+    tiles = (w.mean(1) if channel is None else w[:, channel]) if signed else w
+    bound = float(np.abs(tiles).max()) + 1e-12
+    width = 1.3 * cols + (1.0 if signed and colorbar else 0)
+    fig = _figure(width, 1.3 * rows + 0.5 + 0.2 * (captions is not None))
     axes = fig.subplots(rows, cols, squeeze=False)
+    image = None
     for i, ax in enumerate(axes.ravel()):
         ax.axis("off")
         if i >= w.shape[0]:
             continue
-        if w.shape[1] == 3 and channel is None:
+        if not signed:
             ax.imshow(_as_image(w[i])[0], interpolation="nearest")
         else:
-            tile = w[i].mean(0) if channel is None else w[i, channel]
-            bound = np.abs(tile).max() + 1e-12
-            ax.imshow(tile, cmap="bwr", vmin=-bound, vmax=bound, interpolation="nearest")
+            image = ax.imshow(tiles[i], cmap="bwr", vmin=-bound, vmax=bound, interpolation="nearest")
+        if captions is not None:
+            ax.set_title(captions[i], fontsize=7, y=-0.3)
+    if image is not None and colorbar:
+        bar = fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, pad=0.02)
+        bar.set_label("weight (blue < 0 < red)")
     fig.suptitle(title)
     return _finish(fig, path)
 
@@ -93,13 +123,14 @@ def activation_maps(activations, path=None, ncols: int = 8, title: str = "activa
         raise ValueError(f"activation_maps: expected (C, H, W), got shape {a.shape}")
     a = a[:max_maps]
     rows, cols = _grid(a.shape[0], ncols)
-    fig = _figure(1.3 * cols, 1.3 * rows + 0.4)
+    fig = _figure(1.3 * cols, 1.3 * rows + 0.4 + 0.25 * title.count("\n"))
+    fig.set_layout_engine("constrained")
     axes = fig.subplots(rows, cols, squeeze=False)
     for i, ax in enumerate(axes.ravel()):
         ax.axis("off")
         if i < a.shape[0]:
             ax.imshow(a[i], cmap="viridis", interpolation="nearest")
-            ax.set_title(str(i), fontsize=7)
+            ax.set_title(f"map {i}", fontsize=7)
     fig.suptitle(title)
     return _finish(fig, path)
 
@@ -114,6 +145,8 @@ def training_curves(history, path=None, title: str | None = None):
     curves to diagnose training: a validation loss that rises while the training loss falls
     is over-fitting; two curves that stay high together is under-fitting.
     """
+    from matplotlib.ticker import MaxNLocator
+
     data = getattr(history, "history", history)
     if not isinstance(data, Mapping) or not data:
         raise ValueError("training_curves: the history is empty: train for at least one epoch")
@@ -136,7 +169,8 @@ def training_curves(history, path=None, title: str | None = None):
                     label = f"{run_name} ({kind})" if run_name else kind
                     ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=label)
         ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        ax.set_ylabel(METRIC_NAMES.get(metric, metric))
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     if title:
@@ -163,11 +197,7 @@ def plot_confusion_matrix(counts, class_names: Sequence[str] | None = None, path
     names = [str(i) for i in range(n)] if class_names is None else list(class_names)
     fig = _figure(0.5 * n + 2.5, 0.5 * n + 2)
     ax = fig.subplots()
-    ax.imshow(counts, cmap="Blues")
-    for i in range(n):
-        for j in range(n):
-            colour = "white" if counts[i, j] > counts.max() / 2 else "black"
-            ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7, color=colour)
+    annotate_cells(ax, ax.imshow(counts, cmap="Blues"), counts, fmt=str, fontsize=7)
     ax.set_xticks(range(n), names)
     ax.set_yticks(range(n), names)
     ax.set_xlabel("predicted")
@@ -182,7 +212,10 @@ def image_grid(images, labels=None, predictions=None, path=None, ncols: int = 8,
     (red when they differ)."""
     images = _array(images)
     rows, cols = _grid(len(images), ncols)
-    fig = _figure(1.4 * cols, 1.5 * rows + 0.4)
+    caption_lines = max((str(k).count("\n") + 1 for k in _array(labels).ravel()), default=1) \
+        if labels is not None else 1
+    fig = _figure(1.4 * cols, (1.4 + 0.15 * caption_lines) * rows + 0.3 + 0.25 * (title.count("\n") + 1))
+    fig.set_layout_engine("constrained")  # multi-line captions and titles never overlap the images
     axes = fig.subplots(rows, cols, squeeze=False)
 
     def name(k):

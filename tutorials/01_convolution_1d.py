@@ -24,6 +24,7 @@
 
 # %%
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,9 @@ from tinygrad_cnn import Tensor
 parser = argparse.ArgumentParser(description="Tutorial 1: convolution in 1D")
 parser.add_argument("--quick", action="store_true", help="small sizes, for the test suite")
 parser.add_argument("--out", default=None, help="folder for the pictures (default: tutorials/out)")
-args, _ = parser.parse_known_args()  # parse_known_args: Jupyter passes its own flags
+# As a script an unknown flag (a typo such as --output for --out) is an error; in a notebook
+# the Jupyter kernel's own flags (-f kernel-<id>.json) are in sys.argv: parse_known_args skips them.
+args = parser.parse_known_args()[0] if "ipykernel" in sys.modules else parser.parse_args()
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 OUT = Path(args.out) if args.out else HERE / "out"
 OUT.mkdir(parents=True, exist_ok=True)
@@ -191,27 +194,31 @@ import matplotlib.pyplot as plt
 fig = plt.figure(figsize=(13, 6.5))
 grid = fig.add_gridspec(2, 4, height_ratios=[1, 1.1])
 panels = [
-    ("signal x", x_values, "C0"),
-    ("kernel w", w_values, "C0"),
-    ("z = x ⋆ w  (conv1d, valid)", z_by_hand, "C0"),
-    ("true convolution x * w  (full)", z_true_full, "C1"),
+    ("signal x", x_values, "C0", "sample i", "x(i)"),
+    ("kernel w", w_values, "C0", "tap m", "w(m)"),
+    ("z = x ⋆ w  (conv1d, valid)", z_by_hand, "C0", "output position i", "z(i) = x(i+1) - x(i)"),
+    ("true convolution x * w  (full)", z_true_full, "C1", "output position i", "(x * w)(i)"),
 ]
-for column, (title, values, colour) in enumerate(panels):
+for column, (title, values, colour, xlabel, ylabel) in enumerate(panels):
     ax = fig.add_subplot(grid[0, column])
     ax.stem(range(len(values)), values, linefmt=colour + "-", markerfmt=colour + "o", basefmt="grey")
     ax.set_title(title)
     ax.set_xticks(range(len(values)))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
 ax = fig.add_subplot(grid[1, :])
 ax.axis("off")
 ax.set_xlim(0, 10)
 ax.set_ylim(-0.4, 3.8)
-nodes = {"x": (0.6, 3), "w": (0.6, 1), "z": (3.3, 2), "f": (3.3, 0.4), "y": (6, 2), "L": (8.8, 2)}
+nodes = {"x": (0.6, 3), "w": (0.6, 1), "z": (3.3, 2), "f": (3.3, 0.4), "y": (6, 2), "t": (6, 0.4),
+         "L": (8.8, 2)}
 values = {
     "x": "[0, .7, .2, .8]",
     "w": "[-1, 1]",
     "z": "[.7, -.5, .6]",
     "f": "[1, .5, 0]",
     "y": f"{y.item():.2f}",
+    "t": "1 (the target)",
     "L": f"{loss.item():.4f}",
 }
 grads = {
@@ -220,6 +227,7 @@ grads = {
     "z": "[-.55, -.275, 0]",
     "f": "[-.385, .275, -.33]",
     "y": f"{dL_dy:.2f}",
+    "t": "",
     "L": "1",
 }
 for name, (cx, cy) in nodes.items():
@@ -228,7 +236,7 @@ for name, (cx, cy) in nodes.items():
     )
     ax.text(cx, cy - 0.5, values[name], ha="center", va="top", fontsize=9)
     ax.text(cx, cy + 0.5, grads[name], ha="center", fontsize=9, color="red")
-for a, b in [("x", "z"), ("w", "z"), ("z", "y"), ("f", "y"), ("y", "L")]:
+for a, b in [("x", "z"), ("w", "z"), ("z", "y"), ("f", "y"), ("y", "L"), ("t", "L")]:
     ax.annotate("", xy=nodes[b], xytext=nodes[a], arrowprops=dict(arrowstyle="->", shrinkA=14, shrinkB=14))
 ax.set_title("computational graph of y = fᵀ(x ⋆ w), L = ½(y − t)²: values (black), gradients dL/d· (red)")
 fig.tight_layout()

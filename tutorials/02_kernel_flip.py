@@ -19,6 +19,7 @@
 
 # %%
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,9 @@ from tinygrad_cnn import Tensor, optim
 parser = argparse.ArgumentParser(description="Tutorial 2: the kernel flip")
 parser.add_argument("--quick", action="store_true", help="small sizes, for the test suite")
 parser.add_argument("--out", default=None, help="folder for the pictures (default: tutorials/out)")
-args, _ = parser.parse_known_args()  # parse_known_args: Jupyter passes its own flags
+# As a script an unknown flag (a typo such as --output for --out) is an error; in a notebook
+# the Jupyter kernel's own flags (-f kernel-<id>.json) are in sys.argv: parse_known_args skips them.
+args = parser.parse_known_args()[0] if "ipykernel" in sys.modules else parser.parse_args()
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 OUT = Path(args.out) if args.out else HERE / "out"
 OUT.mkdir(parents=True, exist_ok=True)
@@ -160,23 +163,17 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from tinygrad_cnn import viz
+
 
 def show(ax, array, title):
-    ax.imshow(array, cmap="viridis")
+    image = ax.imshow(array, cmap="viridis")
     ax.set_title(title, fontsize=10)
     ax.set_xticks([])
     ax.set_yticks([])
-    for (r, c), v in np.ndenumerate(array):
-        if abs(v) > 1e-6 or array.shape[0] <= 3:
-            ax.text(
-                c,
-                r,
-                f"{v:.0f}" if abs(v - round(v)) < 0.05 else f"{v:.1f}",
-                ha="center",
-                va="center",
-                color="white",
-                fontsize=8,
-            )
+    # every value written on its cell, black on light cells and white on dark ones
+    viz.annotate_cells(ax, image, array, fmt=lambda v: f"{v:.0f}" if abs(v - round(v)) < 0.05 else f"{v:.1f}",
+                       skip_zeros=array.shape[0] > 3)
 
 
 fig, axes = plt.subplots(2, 3, figsize=(11, 7.5))

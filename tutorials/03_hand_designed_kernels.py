@@ -23,6 +23,7 @@
 
 # %%
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,9 @@ from tinygrad_cnn import Tensor, filters, viz
 parser = argparse.ArgumentParser(description="Tutorial 3: hand-designed kernels")
 parser.add_argument("--quick", action="store_true", help="small sizes, for the test suite")
 parser.add_argument("--out", default=None, help="folder for the pictures (default: tutorials/out)")
-args, _ = parser.parse_known_args()  # parse_known_args: Jupyter passes its own flags
+# As a script an unknown flag (a typo such as --output for --out) is an error; in a notebook
+# the Jupyter kernel's own flags (-f kernel-<id>.json) are in sys.argv: parse_known_args skips them.
+args = parser.parse_known_args()[0] if "ipykernel" in sys.modules else parser.parse_args()
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 OUT = Path(args.out) if args.out else HERE / "out"
 OUT.mkdir(parents=True, exist_ok=True)
@@ -164,7 +167,8 @@ assert corr > 0.9, "the two edge detectors agree on where the edges are"
 # %% [markdown]
 # ## Pictures
 #
-# `03_kernels.png`: the kernels themselves (`viz.filter_grid`, blue negative, red positive).
+# `03_kernels.png`: the kernels themselves, each weight written on its cell (blue negative, red
+# positive).
 # `03_filtered.png`: the photograph through each kernel. `03_kirsch.png`: the eight compass
 # responses.
 
@@ -178,17 +182,24 @@ bank = [
     ("laplacian", filters.laplacian()),
     *[(f"kirsch {d}", filters.kirsch(d)) for d in ("N", "E")],
 ]
-viz.filter_grid(
-    np.stack([k for _, k in bank])[:, None],
-    path=OUT / "03_kernels.png",
-    ncols=8,
-    title="  |  ".join(name for name, _ in bank),
-)
-
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+
+# each kernel with its weights written on its cells (red > 0, blue < 0, white 0; each kernel on its
+# own scale, so that the small weights of a blur stay visible)
+fig, axes = plt.subplots(1, len(bank), figsize=(2.0 * len(bank), 2.6), layout="constrained")
+for ax, (name, kernel) in zip(axes, bank):
+    bound = np.abs(kernel).max()
+    image = ax.imshow(kernel, cmap="bwr", vmin=-bound, vmax=bound)
+    viz.annotate_cells(ax, image, kernel, fmt=lambda v: f"{v:.2g}", fontsize=8)
+    ax.set_title(name, fontsize=10)
+    ax.set_xticks([])
+    ax.set_yticks([])
+fig.suptitle("the kernels: the weight on each cell; red positive, blue negative, white 0", fontsize=11)
+fig.savefig(OUT / "03_kernels.png", dpi=80)
+plt.close(fig)
 
 panels = [
     ("original", grey, "gray"),
@@ -204,26 +215,33 @@ panels = [
     ("gradient direction", direction, "hsv"),
     ("Kirsch max over 8 directions", kirsch_edges, "magma"),
 ]
-fig, axes = plt.subplots(3, 4, figsize=(16, 3 * 16 / 4 * height / width + 1.2))
+fig, axes = plt.subplots(3, 4, figsize=(17, 3 * 16 / 4 * height / width + 1.6), layout="constrained")
 for ax, (title, im, cmap) in zip(axes.ravel(), panels):
     if cmap == "RdBu_r":  # signed responses: white = 0
         bound = np.percentile(np.abs(im), 99)
-        ax.imshow(im, cmap=cmap, vmin=-bound, vmax=bound)
+        shown = ax.imshow(im, cmap=cmap, vmin=-bound, vmax=bound)
+        label = "response\n(red > 0 > blue)"
     elif cmap == "hsv":  # direction only where there is an edge
-        ax.imshow(
-            np.where(magnitude > np.percentile(magnitude, 75), im, np.nan),
+        shown = ax.imshow(
+            np.degrees(np.where(magnitude > np.percentile(magnitude, 75), im, np.nan)),
             cmap=cmap,
-            vmin=-np.pi,
-            vmax=np.pi,
+            vmin=-180,
+            vmax=180,
             interpolation="nearest",
         )
         ax.set_facecolor("black")
+        label = "edge direction (degrees)\nblack: no strong edge"
     else:
-        ax.imshow(im, cmap=cmap, vmin=0 if cmap == "gray" else None, vmax=1 if cmap == "gray" else None)
+        grey_range = dict(vmin=0, vmax=1) if cmap == "gray" else {}
+        shown = ax.imshow(im, cmap=cmap, **grey_range)
+        label = "brightness" if cmap == "gray" else "edge strength"
+    if title != "original" and cmap != "gray":
+        bar = fig.colorbar(shown, ax=ax, fraction=0.04, pad=0.01)
+        bar.set_label(label, fontsize=7)
+        bar.ax.tick_params(labelsize=6)
     ax.set_title(title)
     ax.set_xticks([])
     ax.set_yticks([])
-fig.tight_layout()
 fig.savefig(OUT / "03_filtered.png", dpi=80)
 plt.close(fig)
 

@@ -26,6 +26,7 @@
 
 # %%
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -39,7 +40,9 @@ from tinygrad_cnn import Tensor, theory
 parser = argparse.ArgumentParser(description="Tutorial 6: convolution as a sparse matrix")
 parser.add_argument("--quick", action="store_true", help="small sizes, for the test suite")
 parser.add_argument("--out", default=None, help="folder for the pictures (default: tutorials/out)")
-args, _ = parser.parse_known_args()  # parse_known_args: Jupyter passes its own flags
+# As a script an unknown flag (a typo such as --output for --out) is an error; in a notebook
+# the Jupyter kernel's own flags (-f kernel-<id>.json) are in sys.argv: parse_known_args skips them.
+args = parser.parse_known_args()[0] if "ipykernel" in sys.modules else parser.parse_args()
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 OUT = Path(args.out) if args.out else HERE / "out"
 OUT.mkdir(parents=True, exist_ok=True)
@@ -236,20 +239,28 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-fig, axes = plt.subplots(1, 3, figsize=(16, 8), gridspec_kw={"width_ratios": [16, 25, 9 * 1.4]})
-for ax, matrix, title in [
-    (axes[0], M, "M: 4x4 input, 3x3 kernel (4x16)"),
-    (axes[1], M5, "M: 5x5 input, 3x3 kernel (9x25)\ndoubly block Toeplitz"),
-    (axes[2], M5.T, "Mᵀ (25x9): transposed convolution"),
-]:
-    ax.imshow(np.where(matrix != 0, matrix, np.nan), cmap="viridis", vmin=1, vmax=9)
+from tinygrad_cnn import viz
+
+# one scale for all three: a square is one entry of the matrix, whatever its size
+fig, axes = plt.subplots(1, 3, figsize=(16, 8.6), layout="constrained",
+                         gridspec_kw={"width_ratios": [16, 25, 9]})
+panels = [
+    (axes[0], M, "M for a 4x4 input (4x16)", "input pixel (16 = 4x4)", "output pixel (4 = 2x2)"),
+    (axes[1], M5, "M for a 5x5 input (9x25):\na 3x5 grid of Toeplitz blocks", "input pixel (25 = 5x5)",
+     "output pixel (9 = 3x3)"),
+    (axes[2], M5.T, "Mᵀ (25x9): the transposed\nconvolution (and the input gradient)", "output pixel (9)",
+     "input pixel (25)"),
+]
+for ax, matrix, title, xlabel, ylabel in panels:
+    image = ax.imshow(np.where(matrix != 0, matrix, np.nan), cmap="viridis", vmin=1, vmax=9)
     ax.set_facecolor("whitesmoke")
-    for (r, c), value in np.ndenumerate(matrix):
-        if value:
-            ax.text(c, r, f"{value:.0f}", ha="center", va="center", fontsize=7, color="white")
+    viz.annotate_cells(ax, image, matrix, fmt="{:.0f}".format, fontsize=7, skip_zeros=True)
     ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.set_ylabel(ylabel, fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
+    ax.set_anchor("N")  # top-aligned: the sizes compare at a glance
 for boundary in range(1, H):
     axes[1].axvline(boundary * 5 - 0.5, color="k", lw=0.8)
     axes[2].axhline(boundary * 5 - 0.5, color="k", lw=0.8)
@@ -259,22 +270,27 @@ for boundary in range(1, 3):
 for boundary in range(1, 4):
     axes[0].axvline(boundary * 4 - 0.5, color="k", lw=0.8)
 axes[0].axhline(1.5, color="k", lw=0.8)
-fig.tight_layout()
+fig.suptitle(
+    "conv2d as a matrix: one square = one entry, the same size in all three; the number is the kernel "
+    "weight (1-9) it holds, grey entries are 0",
+    fontsize=11,
+)
 fig.savefig(OUT / "06_toeplitz.png", dpi=90)
 plt.close(fig)
 
-fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+fig, axes = plt.subplots(1, 2, figsize=(12, 5), layout="constrained")
 axes[0].imshow(grey, cmap="gray")
 axes[0].set_title(f"{rows}x{cols} input")
 bound = np.percentile(np.abs(edges), 99)
-axes[1].imshow(edges, cmap="RdBu_r", vmin=-bound, vmax=bound)
+response = axes[1].imshow(edges, cmap="RdBu_r", vmin=-bound, vmax=bound)
 axes[1].set_title(
     f"kernel [-1, 1]: {rows}x{cols - 1} outputs, {ops:,} operations\n"
     f"(a dense matrix would have {dense_entries:.1e} entries)"
 )
 for ax in axes:
     ax.axis("off")
-fig.tight_layout()
+bar = fig.colorbar(response, ax=axes[1], shrink=0.8)
+bar.set_label("right pixel minus left pixel\n(red: brighter to the right, blue: darker, white: no edge)")
 fig.savefig(OUT / "06_edge_detector.png", dpi=90)
 plt.close(fig)
 print("saved", OUT / "06_toeplitz.png", OUT / "06_edge_detector.png")

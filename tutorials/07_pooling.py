@@ -16,6 +16,7 @@
 
 # %%
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,9 @@ from tinygrad_cnn import Tensor, filters, nn
 parser = argparse.ArgumentParser(description="Tutorial 7: pooling")
 parser.add_argument("--quick", action="store_true", help="small sizes, for the test suite")
 parser.add_argument("--out", default=None, help="folder for the pictures (default: tutorials/out)")
-args, _ = parser.parse_known_args()  # parse_known_args: Jupyter passes its own flags
+# As a script an unknown flag (a typo such as --output for --out) is an error; in a notebook
+# the Jupyter kernel's own flags (-f kernel-<id>.json) are in sys.argv: parse_known_args skips them.
+args = parser.parse_known_args()[0] if "ipykernel" in sys.modules else parser.parse_args()
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 OUT = Path(args.out) if args.out else HERE / "out"
 OUT.mkdir(parents=True, exist_ok=True)
@@ -236,6 +239,7 @@ axes[1].plot(
     labels, [change["detector"]] + [change[f"avg {k}x{k}"] for k in sizes], "s-", label="average pooling"
 )
 axes[1].set_ylabel("relative change after a 1-pixel shift")
+axes[1].set_xlabel("features compared: the detector map, then pooled with a k x k window (stride k)")
 axes[1].set_title("photograph: pooling makes features shift-invariant")
 axes[1].set_ylim(0, None)
 axes[1].legend()

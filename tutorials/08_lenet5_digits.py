@@ -22,6 +22,7 @@
 
 # %%
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,9 @@ parser.add_argument("--mnist", default=None, help="folder with the MNIST IDX fil
 parser.add_argument(
     "--epochs", type=int, default=None, help="training epochs (default: 6 on digits, 4 on MNIST; quick: 1)"
 )
-args, _ = parser.parse_known_args()  # parse_known_args: Jupyter passes its own flags
+# As a script an unknown flag (a typo such as --output for --out) is an error; in a notebook
+# the Jupyter kernel's own flags (-f kernel-<id>.json) are in sys.argv: parse_known_args skips them.
+args = parser.parse_known_args()[0] if "ipykernel" in sys.modules else parser.parse_args()
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 OUT = Path(args.out) if args.out else HERE / "out"
 OUT.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@
 
 # %%
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,9 @@ from tinygrad_cnn import Tensor, data, nn, optim, training, viz
 parser = argparse.ArgumentParser(description="Tutorial 10: what the network learned")
 parser.add_argument("--quick", action="store_true", help="small sizes, for the test suite")
 parser.add_argument("--out", default=None, help="folder for the pictures (default: tutorials/out)")
-args, _ = parser.parse_known_args()  # parse_known_args: Jupyter passes its own flags
+# As a script an unknown flag (a typo such as --output for --out) is an error; in a notebook
+# the Jupyter kernel's own flags (-f kernel-<id>.json) are in sys.argv: parse_known_args skips them.
+args = parser.parse_known_args()[0] if "ipykernel" in sys.modules else parser.parse_args()
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 OUT = Path(args.out) if args.out else HERE / "out"
 OUT.mkdir(parents=True, exist_ok=True)
@@ -72,7 +75,8 @@ model.eval()
 #
 # The 12 kernels of the first convolution, 5x5 each (blue negative, red positive). Many are
 # oriented: a positive and a negative band side by side, the shape of the Sobel and Prewitt
-# kernels. We measure it: correlate each learned kernel with the x- and y-derivative kernels
+# kernels (the picture puts each one above its best-fitting ramp). We measure it: correlate
+# each learned kernel with the x- and y-derivative kernels
 # of tutorial 3: the share of each kernel explained by a linear ramp (a derivative) in some
 # direction. Random kernels score about $\sqrt{2/24} \approx 0.29$ (two directions out of the 24 a
 # zero-mean 5x5 kernel has); the trained ones score far higher.
@@ -189,42 +193,120 @@ assert np.mean(drops_salient) > np.mean(drops_random), "salient pixels matter mo
 # %% [markdown]
 # ## Pictures
 #
-# `10_filters.png` (first-layer kernels), `10_activations_stage1.png` and
-# `10_activations_stage2.png` (feature maps of one digit), `10_activation_maximization.png`
-# (one optimised image per class), `10_saliency.png` (digits and their saliency maps).
+# * `10_filters.png`: the 12 first-layer kernels at initialisation (top) and trained (middle),
+#   on a blue-white-red scale where white is 0, and below each trained kernel its *ramp part*,
+#   the linear ramp $g_x \cdot \text{ramp}_x + g_y \cdot \text{ramp}_y$ that fits it best: the
+#   derivative it computes. The arrow points the way the ramp increases (from the negative to the
+#   positive side: the direction of the edge it detects); the number is its orientation strength.
+# * `10_activations_stage1.png`, `10_activations_stage2.png`: the feature maps of one digit
+#   (map number above each; bright = strong activation).
+# * `10_activation_maximization.png`: one optimised input per class, with the class the network
+#   then predicts for it.
+# * `10_saliency.png`: one test digit of each class, its saliency map (how much each pixel moves
+#   the class score, the digit's outline drawn over it), and the 15% most salient pixels: the
+#   pixels whose blanking lowered the score more than blanking random ones.
 
 # %%
-viz.filter_grid(first, path=OUT / "10_filters.png", ncols=6, title="first-layer filters (5x5, trained)")
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+
+def ramp_part(kernel: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """The best-fitting linear ramp of a kernel (its projection on the x and y ramps) and (gx, gy)."""
+    k = kernel - kernel.mean()
+    norm2 = (derivative_x * derivative_x).sum()
+    gx, gy = (k * derivative_x).sum() / norm2, (k * derivative_x.T).sum() / norm2
+    return gx * derivative_x + gy * derivative_x.T, gx, gy
+
+
+n_filters = first.shape[0]
+fig = plt.figure(figsize=(1.05 * n_filters + 1.6, 4.6))
+grid = fig.add_gridspec(3, n_filters + 1, width_ratios=[1] * n_filters + [0.25], hspace=0.45, wspace=0.15)
+row_kernels = [initial_filters[:, 0], first[:, 0], np.stack([ramp_part(k[0])[0] for k in first])]
+row_names = [
+    f"at initialisation\n(strength {before.mean():.2f})",
+    f"trained\n(strength {strengths.mean():.2f})",
+    "ramp part of the\ntrained kernel",
+]
+for row, (kernels, name) in enumerate(zip(row_kernels, row_names)):
+    bound = np.abs(kernels).max()
+    for i in range(n_filters):
+        ax = fig.add_subplot(grid[row, i])
+        image = ax.imshow(kernels[i], cmap="bwr", vmin=-bound, vmax=bound, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if i == 0:
+            ax.set_ylabel(name, fontsize=8)
+        if row == 1:
+            ax.set_title(f"{strengths[i]:.2f}", fontsize=8)
+        if row == 2:
+            _, gx, gy = ramp_part(first[i, 0])
+            length = 1.6 / (np.hypot(gx, gy) + 1e-12)
+            ax.annotate("", xy=(2 + gx * length, 2 + gy * length), xytext=(2 - gx * length, 2 - gy * length),
+                        arrowprops=dict(arrowstyle="->", color="black", lw=1.2))
+    bar = fig.colorbar(image, cax=fig.add_subplot(grid[row, n_filters]))
+    bar.ax.tick_params(labelsize=6)
+    bar.set_label("weight", fontsize=7)
+fig.suptitle(
+    "first-layer 5x5 filters: blue < 0 < red (white = 0); number = orientation strength "
+    "(1 = a perfect ramp, random about 0.29); arrow = direction in which the ramp increases",
+    fontsize=9,
+)
+fig.savefig(OUT / "10_filters.png", dpi=100, bbox_inches="tight")
+plt.close(fig)
+
 viz.activation_maps(
     stage1,
     path=OUT / "10_activations_stage1.png",
     ncols=6,
-    title=f"stage 1 activation maps of a test '{y_test[index]}'",
+    title=f"stage 1 (conv 5x5 + ReLU): the 12 feature maps of a test '{y_test[index]}' (bright = strong)",
 )
 viz.activation_maps(
     stage2,
     path=OUT / "10_activations_stage2.png",
     ncols=8,
-    title=f"stage 2 activation maps of a test '{y_test[index]}'",
+    title=f"stage 2 (pooling, conv 3x3 + ReLU): the 16 feature maps of the same '{y_test[index]}'",
 )
 viz.image_grid(
     dreams,
-    labels=np.arange(10),
-    predictions=predicted,
+    labels=[f"optimised for {c}\npredicted: {p}" for c, p in zip(range(10), predicted)],
     ncols=5,
     path=OUT / "10_activation_maximization.png",
-    title="activation maximization: the input that maximises each class score",
+    title="activation maximization: the input that maximises each class score\n"
+    "(bright: ink that raises the score, dark: ink that lowers it)",
 )
-shown = 8
-pairs = np.concatenate([x_test[:shown], np.stack(saliencies[:shown])[:, None]])
-captions = [str(label) for label in y_test[:shown]] + ["saliency"] * shown
-viz.image_grid(
-    pairs,
-    labels=captions,
-    ncols=shown,
-    path=OUT / "10_saliency.png",
-    title="test digits (top) and |d score / d pixel| (bottom)",
+
+# one digit of each class (the first of each in the test set), not the first test images
+chosen = [int(np.nonzero(y_test == c)[0][0]) for c in range(10)]
+maps = [viz.saliency_map(model, x_test[i]) for i in chosen]
+fig, axes = plt.subplots(3, 10, figsize=(13, 4.8), layout="constrained")
+for column, (i, saliency) in enumerate(zip(chosen, maps)):
+    digit = x_test[i, 0]
+    top = saliency >= np.quantile(saliency, 0.85)  # the 15% most salient pixels
+    axes[0, column].imshow(digit, cmap="gray", vmin=0, vmax=1)
+    axes[0, column].set_title(f"digit {y_test[i]}", fontsize=8)
+    heat = axes[1, column].imshow(saliency / saliency.max(), cmap="inferno", vmin=0, vmax=1)
+    axes[1, column].contour(digit, levels=[0.5], colors="cyan", linewidths=0.8)
+    marked = np.stack([digit] * 3, axis=-1)
+    marked[top] = [1.0, 0.1, 0.1]
+    axes[2, column].imshow(marked)
+for ax in axes.ravel():
+    ax.set_xticks([])
+    ax.set_yticks([])
+axes[0, 0].set_ylabel("test digit", fontsize=8)
+axes[1, 0].set_ylabel("saliency\n|d score / d pixel|", fontsize=8)
+axes[2, 0].set_ylabel("15% most\nsalient (red)", fontsize=8)
+bar = fig.colorbar(heat, ax=axes.ravel().tolist(), shrink=0.35, pad=0.01)
+bar.set_label("relative saliency\n(middle row)", fontsize=7)
+fig.suptitle(
+    f"saliency of the predicted class (cyan: the digit's outline); blanking the red pixels lowers the "
+    f"score by {np.mean(drops_salient):.2f} on average, random pixels by {np.mean(drops_random):.2f}",
+    fontsize=9,
 )
+fig.savefig(OUT / "10_saliency.png", dpi=100, bbox_inches="tight")
+plt.close(fig)
 print(
     "saved",
     *(

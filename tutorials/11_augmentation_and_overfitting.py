@@ -19,6 +19,7 @@
 
 # %%
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,9 @@ from tinygrad_cnn.data import transforms
 parser = argparse.ArgumentParser(description="Tutorial 11: augmentation and over-fitting")
 parser.add_argument("--quick", action="store_true", help="small sizes, for the test suite")
 parser.add_argument("--out", default=None, help="folder for the pictures (default: tutorials/out)")
-args, _ = parser.parse_known_args()  # parse_known_args: Jupyter passes its own flags
+# As a script an unknown flag (a typo such as --output for --out) is an error; in a notebook
+# the Jupyter kernel's own flags (-f kernel-<id>.json) are in sys.argv: parse_known_args skips them.
+args = parser.parse_known_args()[0] if "ipykernel" in sys.modules else parser.parse_args()
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 OUT = Path(args.out) if args.out else HERE / "out"
 OUT.mkdir(parents=True, exist_ok=True)
@@ -214,6 +217,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
 for i, (name, h) in enumerate(histories.items()):
@@ -221,7 +225,7 @@ for i, (name, h) in enumerate(histories.items()):
     axes[0].plot(epochs, h["loss"], color=f"C{i}", label=f"{name} (train)")
     axes[0].plot(epochs, h["val_loss"], color=f"C{i}", ls="--", label=f"{name} (validation)")
     axes[1].plot(epochs, h["val_accuracy"], color=f"C{i}", label=name)
-axes[0].axvline(best_epoch + 1, color="C3", lw=0.8, ls=":")
+axes[0].axvline(best_epoch + 1, color="C3", lw=0.8, ls=":", label="early stopping: the best epoch, restored")
 axes[0].set_yscale("log")
 axes[0].set_xlabel("epoch")
 axes[0].set_title("loss: training (solid) and validation (dashed)")
@@ -231,6 +235,7 @@ axes[1].set_title("validation accuracy")
 axes[1].legend(fontsize=8)
 for ax in axes:
     ax.grid(alpha=0.3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
 fig.tight_layout()
 fig.savefig(OUT / "11_curves.png", dpi=90)
 plt.close(fig)

@@ -23,6 +23,7 @@
 
 # %%
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -36,7 +37,9 @@ from tinygrad_cnn.summary import summary
 parser = argparse.ArgumentParser(description="Tutorial 12: segmentation and backends")
 parser.add_argument("--quick", action="store_true", help="small sizes, for the test suite")
 parser.add_argument("--out", default=None, help="folder for the pictures (default: tutorials/out)")
-args, _ = parser.parse_known_args()  # parse_known_args: Jupyter passes its own flags
+# As a script an unknown flag (a typo such as --output for --out) is an error; in a notebook
+# the Jupyter kernel's own flags (-f kernel-<id>.json) are in sys.argv: parse_known_args skips them.
+args = parser.parse_known_args()[0] if "ipykernel" in sys.modules else parser.parse_args()
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 OUT = Path(args.out) if args.out else HERE / "out"
 OUT.mkdir(parents=True, exist_ok=True)
@@ -231,12 +234,13 @@ fig, ax = plt.subplots(figsize=(7, 3.2))
 names = list(timings)
 bars = ax.barh(names, [timings[n][0] * 1e3 for n in names], color=[f"C{i}" for i in range(len(names))])
 ax.bar_label(
-    bars, [f"{timings[n][0] * 1e3:.1f} ms (x{reference_seconds / timings[n][0]:.1f})" for n in names]
+    bars, [f"{timings[n][0] * 1e3:.1f} ms ({reference_seconds / timings[n][0]:.1f}x the reference speed)"
+           for n in names]
 )
 ax.invert_yaxis()
 ax.set_xlabel("ms per training step (forward + backward)")
 ax.set_title(f"U-Net, batch of 16 images {SIZE}x{SIZE}")
-ax.set_xlim(0, 1.35 * max(timings[n][0] * 1e3 for n in names))
+ax.set_xlim(0, 1.75 * max(timings[n][0] * 1e3 for n in names))
 fig.tight_layout()
 fig.savefig(OUT / "12_backends.png", dpi=90)
 plt.close(fig)

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 from tinygrad_cnn.models.alexnet import (
@@ -115,6 +116,23 @@ def list_models() -> list[str]:
     return sorted(MODELS)
 
 
+def default_input_shape(model: Module) -> tuple[int, int, int] | None:
+    """The (C, H, W) ``model`` expects, when it is one of these networks: the height and width
+    of ``INPUT_SHAPES`` for the factories that build its class (when they agree: MobileNetV1 is
+    built for 224x224 and for 32x32 images), with the channels of its first convolution.
+    None when it is not known (``summary`` then asks for the shape)."""
+    sizes = set()
+    for name, factory in MODELS.items():
+        returned = inspect.signature(factory).return_annotation
+        if getattr(returned, "__name__", returned) == type(model).__name__:
+            sizes.add(INPUT_SHAPES[name])
+    if len({size[1:] for size in sizes}) != 1:
+        return None
+    channels, height, width = next(iter(sizes))
+    first = next((m for m in model.modules() if getattr(getattr(m, "weight", None), "ndim", 0) == 4), None)
+    return (getattr(first, "in_channels", channels), height, width)
+
+
 def get_model(name: str, **options) -> Module:
     """Build the model called ``name`` (e.g. ``get_model("resnet20", num_classes=10)``)."""
     key = name.lower().replace("-", "_")
@@ -127,7 +145,7 @@ def get_model(name: str, **options) -> Module:
 
 
 __all__ = [
-    "get_model", "list_models", "MODELS", "INPUT_SHAPES", "SEGMENTATION_MODELS",
+    "get_model", "list_models", "MODELS", "INPUT_SHAPES", "SEGMENTATION_MODELS", "default_input_shape",
     "LeNet5", "lenet5", "AlexNet", "AlexNetOriginal", "AlexNetSmall", "LocalResponseNorm", "alexnet",
     "alexnet_original", "alexnet_small", "VGG", "VGGCifar", "vgg11", "vgg16", "vgg_cifar", "ResNet",
     "CifarResNet", "ShortcutA", "resnet18", "resnet34", "resnet50", "resnet20", "resnet32", "resnet56",

@@ -165,8 +165,10 @@ class Module:
             p.requires_grad_(requires_grad)
         return self
 
-    def summary(self, input_shape, **kwargs):
-        """Print the Keras-style layer table (see :func:`tinygrad_cnn.summary`)."""
+    def summary(self, input_shape=None, **kwargs):
+        """The Keras-style layer table, printed once (see :func:`tinygrad_cnn.summary`):
+        ``model.summary()`` for a model that knows its input size, else
+        ``model.summary((C, H, W))`` (a batch dimension in front is fine too)."""
         from tinygrad_cnn.summary import summary
 
         return summary(self, input_shape, **kwargs)
