@@ -82,3 +82,43 @@ def test_conversions_and_comparisons():
     assert "requires_grad=True" in repr(Tensor([1.0], requires_grad=True))
     with pytest.raises(ValueError, match="one element"):
         t.item()
+
+
+# ---------------------------------------------------------------- edge cases (PyTorch's behaviour)
+def test_expand_with_minus_one_in_a_tuple_or_as_varargs():
+    assert Tensor(np.ones((1, 1, 3))).expand((-1, 4, 3)).shape == (1, 4, 3)
+    assert Tensor(np.ones((1, 1, 3))).expand(-1, 4, 3).shape == (1, 4, 3)
+    assert Tensor(np.ones((5, 1, 5))).expand((-1, 5, -1)).shape == (5, 5, 5)
+    assert Tensor(np.ones((5, 1, 5))).expand([2, -1, 5, -1]).shape == (2, 5, 5, 5)
+    with pytest.raises(ValueError, match="new leading dimension"):
+        Tensor(np.ones((5, 1, 5))).expand(-1, 5, 1, 5)
+    with pytest.raises(ValueError, match="fewer dimensions"):
+        Tensor(np.ones((5, 1, 5))).expand(5, 5)
+    with pytest.raises(ValueError, match=r"cannot expand shape \(5, 1, 5\) to \(5, 5, 4\)"):
+        Tensor(np.ones((5, 1, 5))).expand(5, 5, 4)
+    with pytest.raises(ValueError, match="-2 is not allowed as a size"):
+        Tensor(np.ones(3)).expand(-2, 3)
+
+
+def test_gather_with_a_repeated_index_accumulates_every_gradient():
+    x = Tensor(np.array([[1.0, 2.0, 3.0]]), requires_grad=True)
+    picked = x.gather(1, np.array([[2, 2, 0, 2]]))  # element 2 is read three times
+    (picked * Tensor(np.array([[1.0, 10.0, 100.0, 1000.0]]))).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [[100.0, 0.0, 1011.0]])
+
+
+def test_complex_data_is_refused():
+    for data in (np.array([1 + 2j]), np.complex64(1.0), np.ones(2, dtype=np.complex128)):
+        with pytest.raises(TypeError, match="complex"):
+            Tensor(data)
+    with pytest.raises(TypeError, match="complex"):
+        Tensor(np.array([1 + 0j]), dtype="float32")  # numpy would cast with only a warning
+    with pytest.raises(TypeError, match="complex"):
+        Tensor([1 + 2j])
+
+
+def test_numpy_scalars_keep_their_dtype():
+    assert Tensor(np.float64(2.5)).dtype == np.float64 and Tensor(np.float64(2.5)).shape == ()
+    assert Tensor(np.float32(2.5)).dtype == np.float32
+    assert Tensor(np.int32(3)).dtype == np.int32
+    assert isinstance(Tensor(np.float64(1.0)).data, np.ndarray)

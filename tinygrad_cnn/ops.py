@@ -317,7 +317,11 @@ class Max(Function):
 
 
 class TakeAlongAxis(Function):
-    """z = x[..., index, ...] along one axis (the gather used by max(dim) and losses)."""
+    """z = x[..., index, ...] along one axis (the gather used by max(dim) and losses).
+
+    The backward pass scatters with ``add.at``: an element that the index picks twice
+    receives both gradients (``put_along_axis`` would keep only the last one).
+    """
 
     def forward(self, x, index, axis=0):
         self.shape, self.index, self.axis = x.shape, index, axis
@@ -326,7 +330,9 @@ class TakeAlongAxis(Function):
     def backward(self, g):
         xp = xp_of(g)
         gx = xp.zeros(self.shape, dtype=g.dtype)
-        xp.put_along_axis(gx, self.index, g, axis=self.axis)
+        where = list(xp.ix_(*(xp.arange(n) for n in self.index.shape)))  # every other axis: itself
+        where[self.axis] = self.index
+        xp.add.at(gx, tuple(where), g)
         return gx
 
 

@@ -57,9 +57,10 @@ class Tensor:
     """``Tensor(data, requires_grad=False, dtype=None, device="cpu")``.
 
     ``data`` may be a scalar, a (nested) list, a numpy/cupy array or a Tensor.
-    Floating point data becomes float32 unless it is a float64 array (kept, for
-    gradient checks) or ``dtype`` says otherwise; integer and boolean arrays keep
-    their dtype (class labels, masks) but cannot require gradients.
+    Floating point data becomes float32 unless it is a float64 array or numpy scalar
+    (kept, for gradient checks) or ``dtype`` says otherwise; integer and boolean arrays
+    keep their dtype (class labels, masks) but cannot require gradients. Complex data is
+    refused (TypeError).
 
     A C-contiguous numpy array of the final dtype is wrapped without a copy (like
     ``torch.from_numpy``): an optimizer step on a Parameter made from it changes the array.
@@ -74,9 +75,14 @@ class Tensor:
         if isinstance(data, Tensor):
             data = data.data
         xp = array_module(device)
+        if isinstance(data, np.generic):  # a numpy scalar keeps its dtype, as a 0-d array
+            data = np.asarray(data)
         if isinstance(data, np.ndarray) or type(data).__module__.startswith("cupy"):
             array = move_array(data, device)
-            if dtype is None and array.dtype.kind in "fc" and array.dtype != float64:
+            if array.dtype.kind == "c":  # numpy would drop the imaginary part with only a warning
+                raise TypeError(f"cannot make a Tensor from a complex array ({array.dtype}): tensors "
+                                "are real; pass .real, .imag or abs() of it")
+            if dtype is None and array.dtype.kind == "f" and array.dtype != float64:
                 array = array.astype(float32)
             elif dtype is None and array.dtype.kind not in "fcbiu":
                 raise TypeError(f"cannot make a Tensor from an array of dtype {array.dtype}")
@@ -524,13 +530,24 @@ class Tensor:
         return self.reshape(self.shape[:axis] + (1,) + self.shape[axis:])
 
     def expand(self, *shape) -> Tensor:
-        shape = tuple(s if s != -1 else self.shape[i - len(shape) + self.ndim]
-                      for i, s in enumerate(_shape(shape)))
-        try:
-            np.broadcast_shapes(self.shape, shape)
-        except ValueError:
-            raise ValueError(f"expand: cannot expand shape {self.shape} to {shape}") from None
-        return ops.Expand.apply(self, shape=shape)
+        """Broadcast to ``shape`` (as varargs or one tuple), sizes aligned from the right;
+        -1 keeps an existing dimension (not allowed for new leading ones), as PyTorch."""
+        sizes = _shape(shape)
+        lead = len(sizes) - self.ndim
+        if lead < 0:
+            raise ValueError(f"expand: {sizes} has fewer dimensions than the tensor's shape {self.shape}")
+        target = []
+        for i, n in enumerate(sizes):
+            if n == -1 and i >= lead:
+                n = self.shape[i - lead]
+            elif n < 0:
+                where = "a new leading dimension" if n == -1 else "a size"
+                raise ValueError(f"expand: {n} is not allowed as {where} (dim {i} of {sizes})")
+            target.append(n)
+        target = tuple(target)
+        if any(old != new and old != 1 for old, new in zip(self.shape, target[lead:])):
+            raise ValueError(f"expand: cannot expand shape {self.shape} to {target}")
+        return ops.Expand.apply(self, shape=target)
 
     def contiguous(self) -> Tensor:
         return self
