@@ -218,18 +218,31 @@ def _losses(ctx, xs, p):
     a, b = ctx.full(xs[0]), ctx.full(xs[-1])
     n, c = ctx.shape[:2]
     kind, reduction = p["kind"], p["reduction"]
+    # PyTorch's options: class weights, an ignored class, element weights, positive weights
+    def weights(seed, shape):
+        return ctx.tensor(seed, shape, "positive") if p["options"] else None
+
+    weight = weights(p["seed"], (c,))
     if kind == "mse":
         out = F.mse_loss(a, b, reduction=reduction)
     elif kind == "bce_logits":
-        out = F.binary_cross_entropy_with_logits(a, b.sigmoid(), reduction=reduction)
+        positive = weights(p["seed"] + 1, (SIZE,))
+        out = F.binary_cross_entropy_with_logits(a, b.sigmoid(), weights(p["seed"], (SIZE,)),
+                                                 reduction=reduction, pos_weight=positive)
     elif kind == "bce":
-        out = F.binary_cross_entropy(a.sigmoid(), b.sigmoid(), reduction=reduction)
+        out = F.binary_cross_entropy(a.sigmoid(), b.sigmoid(), weights(p["seed"], (c, 1, 1)),
+                                     reduction=reduction)
+    elif kind == "soft_cross_entropy":  # class probabilities: a softmax of the other node
+        out = F.cross_entropy(a, b.softmax(1), weight, reduction=reduction, label_smoothing=p["smoothing"])
+        if reduction == "none":
+            out = out.unsqueeze(1)
     else:
-        target = np.random.default_rng(p["seed"]).integers(0, c, (n, SIZE, SIZE))
+        target = np.random.default_rng(p["seed"]).integers(0, c + 1, (n, SIZE, SIZE))
+        target[target == c] = -100 if p["options"] else 0  # some ignored targets
         if kind == "cross_entropy":
-            out = F.cross_entropy(a, target, reduction=reduction, label_smoothing=p["smoothing"])
+            out = F.cross_entropy(a, target, weight, reduction=reduction, label_smoothing=p["smoothing"])
         else:
-            out = F.nll_loss(a.log_softmax(1), target, reduction=reduction)
+            out = F.nll_loss(a.log_softmax(1), target, weight, reduction=reduction)
         if reduction == "none":
             out = out.unsqueeze(1)
     return out
@@ -307,6 +320,8 @@ def _squeeze(ctx, xs, p):
     a = xs[0]
     if p["how"] == "unsqueeze":
         return a.unsqueeze(0) if a.ndim < 4 else a.unsqueeze(-1).sum(-1)
+    if p["how"] == "squeeze_dims":
+        return a.squeeze(tuple(range(-a.ndim, 0, 2))).reshape(a.shape)
     return a.squeeze().reshape(a.shape)
 
 
@@ -337,6 +352,7 @@ OPS: dict[str, OpSpec] = {
     "relu": (1, _none, lambda c, xs, p: F.relu(xs[0])),
     "leaky_relu": (1, _none, lambda c, xs, p: F.leaky_relu(xs[0], 0.2)),
     "clamp": (1, _none, lambda c, xs, p: xs[0].clamp(-1.0, 1.5)),
+    "clamp_tensor": (2, _none, lambda c, xs, p: xs[0].clamp(xs[1] - 0.5, xs[1].exp())),
     "square": (1, _none, lambda c, xs, p: xs[0] ** 2),
     "cube": (1, _none, lambda c, xs, p: xs[0] ** 3),
     # reductions (keepdim=False results are reshaped back so they still broadcast to B)
@@ -365,8 +381,8 @@ OPS: dict[str, OpSpec] = {
     "index": (1, _index_params, _index_op),
     "expand": (1, lambda shape: st.fixed_dictionaries({"minus_one": st.booleans(), "varargs": st.booleans()}),
                _expand),
-    "squeeze": (1, lambda shape: st.fixed_dictionaries({"how": st.sampled_from(["squeeze", "unsqueeze"])}),
-                _squeeze),
+    "squeeze": (1, lambda shape: st.fixed_dictionaries({
+        "how": st.sampled_from(["squeeze", "squeeze_dims", "unsqueeze"])}), _squeeze),
     "cat": (2, _cat_params, _cat_pick),
     "stack": (2, lambda shape: st.fixed_dictionaries({"dim": st.integers(0, 4),
                                                       "reduce": st.sampled_from(["sum", "amax", "select"])}),
@@ -389,8 +405,8 @@ OPS: dict[str, OpSpec] = {
         "training": st.booleans(), "running": st.booleans(), "bias": st.booleans(),
         "seed": st.integers(0, 2**16)}), _batch_norm),
     "loss": (2, lambda shape: st.fixed_dictionaries({
-        "kind": st.sampled_from(["mse", "bce_logits", "bce", "cross_entropy", "nll"]),
-        "reduction": st.sampled_from(["mean", "sum", "none"]),
+        "kind": st.sampled_from(["mse", "bce_logits", "bce", "cross_entropy", "soft_cross_entropy", "nll"]),
+        "reduction": st.sampled_from(["mean", "sum", "none"]), "options": st.booleans(),
         "smoothing": st.sampled_from([0.0, 0.2]), "seed": st.integers(0, 2**16)}), _losses),
 }
 

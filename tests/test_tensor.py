@@ -122,3 +122,88 @@ def test_numpy_scalars_keep_their_dtype():
     assert Tensor(np.float32(2.5)).dtype == np.float32
     assert Tensor(np.int32(3)).dtype == np.int32
     assert isinstance(Tensor(np.float64(1.0)).data, np.ndarray)
+
+
+@pytest.mark.parametrize("call, expected", [
+    (lambda s: s.sum(0), 2.5), (lambda s: s.mean(-1), 2.5), (lambda s: s.amax(0), 2.5),
+    (lambda s: s.amin(-1), 2.5), (lambda s: s.max(0).values, 2.5), (lambda s: s.min(-1).values, 2.5),
+    (lambda s: s.max(0).indices, 0), (lambda s: s.argmax(0), 0), (lambda s: s.argmin(-1), 0),
+    (lambda s: s.transpose(0, 0), 2.5), (lambda s: s.transpose(0, -1), 2.5), (lambda s: s.squeeze(0), 2.5),
+    (lambda s: s.squeeze((0,)), 2.5), (lambda s: s.softmax(0), 1.0), (lambda s: s.log_softmax(-1), 0.0),
+    (lambda s: s.sum((0,), keepdim=True), 2.5), (lambda s: s.gather(0, np.array(0)), 2.5),
+])
+def test_dim_0_and_minus_1_of_a_0d_tensor_as_pytorch(call, expected):
+    s = Tensor(np.array(2.5), requires_grad=True)
+    out = call(s)
+    assert out.shape == () and out.item() == expected
+    if out.dtype.kind == "f":
+        out.backward()
+        assert s.grad.shape == () and s.grad.item() == (0.0 if expected in (1.0, 0.0) else 1.0)
+
+
+def test_0d_tensors_refuse_other_dims_and_cat_clearly():
+    s = Tensor(np.array(2.5))
+    for call in (lambda: s.sum(1), lambda: s.transpose(0, 1), lambda: s.softmax(-2), lambda: s.max(1)):
+        with pytest.raises(ValueError, match="out of range"):
+            call()
+    with pytest.raises(IndexError, match="0-d tensor has no dimension 0"):
+        s.size(0)
+    with pytest.raises(ValueError, match="element 0 is 0-d.*stack"):
+        tc.cat([s, s])
+    assert tc.stack([s, s]).shape == (2,)
+
+
+def test_softmax_along_an_empty_dimension_is_empty_and_extremes_refuse_it():
+    x = Tensor(np.zeros((2, 0, 3)), requires_grad=True)
+    for out in (x.softmax(1), x.log_softmax(1), x.softmax(0)):
+        assert out.shape == (2, 0, 3)
+        out.sum().backward()
+        assert x.grad.shape == (2, 0, 3)
+    assert x.sum(1).shape == (2, 3) and x.amax(2).shape == (2, 0)  # 3 values per row: fine
+    for name, call in (("amax", lambda: x.amax(1)), ("amin", lambda: x.amin()), ("max", lambda: x.max(-2)),
+                       ("argmin", lambda: x.argmin(1)), ("argmax", lambda: x.argmax())):
+        with pytest.raises(ValueError, match=rf"{name}: cannot reduce over .*\(2, 0, 3\)"):
+            call()
+
+
+def test_cat_and_stack_name_the_element_that_is_not_a_tensor():
+    t = Tensor([1.0])
+    with pytest.raises(TypeError, match="cat: element 1 must be a Tensor, got NoneType"):
+        tc.cat([t, None])
+    with pytest.raises(TypeError, match="stack: element 0 must be a Tensor, got ndarray"):
+        tc.stack([np.ones(1), t])
+    with pytest.raises(TypeError, match="list or tuple of Tensors, got Tensor"):
+        tc.cat(t)
+
+
+def test_squeeze_with_a_tuple_of_dims():
+    x = Tensor(np.ones((1, 2, 1, 3)), requires_grad=True)
+    assert x.squeeze((0, 2)).shape == (2, 3)
+    assert x.squeeze((0, 1)).shape == (2, 1, 3)  # dim 1 has size 2: kept, as PyTorch
+    assert x.squeeze([-2, 0]).shape == (2, 3) and x.squeeze(()).shape == (1, 2, 1, 3)
+    x.squeeze((0, 2)).sum().backward()
+    assert x.grad.shape == (1, 2, 1, 3)
+    with pytest.raises(ValueError, match="repeats"):
+        x.squeeze((0, -4))
+    with pytest.raises(TypeError, match="must be an int"):
+        x.squeeze(("a",))
+
+
+def test_clamp_with_tensor_bounds():
+    x = Tensor(np.array([[-2.0, 0.0, 1.0, 3.0]]), requires_grad=True)
+    low = Tensor(np.array([-1.0, 0.0, 2.0, 5.0]), requires_grad=True)
+    high = Tensor(np.array([[1.0], [4.0]]), requires_grad=True)
+    out = x.clamp(low, high)  # broadcast to (2, 4); where low > high the result is high
+    np.testing.assert_array_equal(out.numpy(), [[-1.0, 0.0, 1.0, 1.0], [-1.0, 0.0, 2.0, 4.0]])
+    out.sum().backward()
+    # x: inside [low, high] (x = low counts as inside); low: x < low < high; high: x > high or high < low
+    np.testing.assert_array_equal(x.grad.numpy(), [[0.0, 2.0, 0.0, 0.0]])
+    np.testing.assert_array_equal(low.grad.numpy(), [2.0, 0.0, 1.0, 0.0])
+    np.testing.assert_array_equal(high.grad.numpy(), [[2.0], [1.0]])
+    assert x.clamp(min=low).numpy().tolist() == [[-1.0, 0.0, 2.0, 5.0]]
+    assert x.clamp(max=0.5).numpy().tolist() == [[-2.0, 0.0, 0.5, 0.5]]
+    assert x.clamp(2.0, 1.0).numpy().tolist() == [[1.0, 1.0, 1.0, 1.0]]  # min > max: max, as PyTorch
+    with pytest.raises(ValueError, match="cannot be broadcast"):
+        x.clamp(Tensor(np.ones(3)))
+    with pytest.raises(TypeError, match="min must be a number, a Tensor or None"):
+        x.clamp("0")
