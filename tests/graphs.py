@@ -76,15 +76,18 @@ class Graph:
         return [np.asarray(rng.standard_normal(shape)) for shape in shapes]
 
 
-@dataclass
 class Context:
-    """What an op needs besides its inputs: the base shape and the dtype of the run."""
+    """What an op needs besides its inputs: the base shape, the dtype of the run, and the
+    library: this one's functional ops (``F``), joins, indexing and constants. The parity
+    tests subclass it to run the same program on PyTorch."""
 
-    shape: tuple[int, int, int, int]
-    dtype: np.dtype
+    F = F
 
-    def full(self, a: Tensor) -> Tensor:
-        return a if a.shape == self.shape else a.expand(self.shape)
+    def __init__(self, shape: tuple[int, int, int, int], dtype) -> None:
+        self.shape, self.dtype = shape, np.dtype(dtype)
+
+    def full(self, a):
+        return a if tuple(a.shape) == self.shape else a.expand(self.shape)
 
     def constant(self, seed: int, shape, kind: str = "normal") -> np.ndarray:
         rng = np.random.default_rng(seed)
@@ -94,8 +97,34 @@ class Context:
             return rng.uniform(0.5, 1.5, shape).astype(self.dtype)
         return rng.standard_normal(shape).astype(self.dtype)
 
-    def tensor(self, seed: int, shape, kind: str = "normal") -> Tensor:
+    # what differs between libraries
+    def tensor(self, seed: int, shape, kind: str = "normal"):
         return Tensor(self.constant(seed, shape, kind))
+
+    def labels(self, array: np.ndarray):
+        return array
+
+    def numpy(self, t) -> np.ndarray:
+        return t.numpy()
+
+    def index(self, x, dim: int, item):
+        """x[..., item, ...] with ``item`` (a slice, an int or an int array) at ``dim``."""
+        return x[(slice(None),) * dim + (item,)]
+
+    def flip(self, x, dim: int):
+        return self.index(x, dim, slice(None, None, -1))
+
+    def cat(self, tensors, dim: int):
+        return tc.cat(tensors, dim)
+
+    def stack(self, tensors, dim: int):
+        return tc.stack(tensors, dim)
+
+    def where(self, mask: np.ndarray, a, b):
+        return tc.where(mask, a, b)
+
+    def reduce(self, a, method: str, dims, keepdim: bool):
+        return getattr(a, method)(dims, keepdim=keepdim)
 
 
 def _dims(a: Tensor, dims: tuple[int, ...]):
@@ -117,7 +146,7 @@ def _reduce(method: str):
             count = int(np.prod([a.shape[d] for d in (range(a.ndim) if dims is None else dims)]))
             out = a.var(dims, correction=p["correction"] if count > 1 else 0, keepdim=p["keepdim"])
         else:
-            out = getattr(a, method)(dims, keepdim=p["keepdim"])
+            out = ctx.reduce(a, method, dims, p["keepdim"])
         return out if p["keepdim"] else out.reshape(_keep_shape(a, dims))
     return apply
 
@@ -133,11 +162,6 @@ def _extreme_along(method: str):
     return apply
 
 
-def _index(ndim_dim: int, item) -> tuple:
-    """An index tuple that applies ``item`` along dim ``ndim_dim`` of a 4-d tensor."""
-    return (slice(None),) * ndim_dim + (item,)
-
-
 def _conv(ctx, xs, p):
     x, w = ctx.full(xs[0]), ctx.full(xs[1])
     c = ctx.shape[1]
@@ -145,19 +169,19 @@ def _conv(ctx, xs, p):
     variant = p["variant"]
     bias = w[:c, 0, 0, 0] if p["bias"] else None
     if variant == "same":
-        return F.conv2d(x, kernel, bias, padding=1)
+        return ctx.F.conv2d(x, kernel, bias, padding=1)
     if variant == "pointwise":
-        return F.conv2d(x, kernel[:, :, 1:2, 1:2], bias)
+        return ctx.F.conv2d(x, kernel[:, :, 1:2, 1:2], bias)
     if variant == "dilated":
-        return F.conv2d(x, kernel, bias, padding=2, dilation=2)
+        return ctx.F.conv2d(x, kernel, bias, padding=2, dilation=2)
     if variant == "strided":  # 3x3 -> 2x2 -> padded back to 3x3
-        return F.pad(F.conv2d(x, kernel, bias, stride=2, padding=1), (0, 1, 1, 0))
+        return ctx.F.pad(ctx.F.conv2d(x, kernel, bias, stride=2, padding=1), (0, 1, 1, 0))
     if variant == "depthwise":
-        return F.conv2d(x, kernel[:, :1], bias, padding=1, groups=c)
+        return ctx.F.conv2d(x, kernel[:, :1], bias, padding=1, groups=c)
     if variant == "asymmetric":
-        return F.conv2d(x, kernel[:, :, :, :2], bias, padding=((1, 1), (0, 1)))
+        return ctx.F.conv2d(x, kernel[:, :, :, :2], bias, padding=((1, 1), (0, 1)))
     if variant == "transposed":
-        return F.conv_transpose2d(x, kernel, bias, padding=1)
+        return ctx.F.conv_transpose2d(x, kernel, bias, padding=1)
     raise AssertionError(variant)
 
 
@@ -165,23 +189,23 @@ def _pool(ctx, xs, p):
     x = ctx.full(xs[0])
     variant = p["variant"]
     if variant == "max3":
-        return F.max_pool2d(x, 3, 1, 1)
+        return ctx.F.max_pool2d(x, 3, 1, 1)
     if variant == "max2_dilated":
-        return F.max_pool2d(x, 2, 1, 1, dilation=2)
+        return ctx.F.max_pool2d(x, 2, 1, 1, dilation=2)
     if variant == "max2_padded":
-        return F.pad(F.max_pool2d(x, 2, 1), (1, 0, 0, 1))
+        return ctx.F.pad(ctx.F.max_pool2d(x, 2, 1), (1, 0, 0, 1))
     if variant == "max_unbatched":
-        return F.max_pool2d(x[0], 3, 1, 1)
+        return ctx.F.max_pool2d(x[0], 3, 1, 1)
     if variant == "avg3":
-        return F.avg_pool2d(x, 3, 1, 1, count_include_pad=p["count_include_pad"])
+        return ctx.F.avg_pool2d(x, 3, 1, 1, count_include_pad=p["count_include_pad"])
     if variant == "avg2_ceil":
-        return F.pad(F.avg_pool2d(x, 2, 2, ceil_mode=True), (0, 1, 0, 1), mode="replicate")
+        return ctx.F.pad(ctx.F.avg_pool2d(x, 2, 2, ceil_mode=True), (0, 1, 0, 1), mode="replicate")
     if variant == "adaptive":
-        return F.adaptive_avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), SIZE)
+        return ctx.F.adaptive_avg_pool2d(ctx.F.pad(x, (1, 1, 1, 1), mode="reflect"), SIZE)
     if variant == "adaptive2":
-        return F.pad(F.adaptive_avg_pool2d(x, 2), (0, 1, 1, 0), mode="circular")
+        return ctx.F.pad(ctx.F.adaptive_avg_pool2d(x, 2), (0, 1, 1, 0), mode="circular")
     if variant == "lp":
-        return F.pad(F.lp_pool2d(x * x + 0.25, 2, 2, stride=1), (0, 1, 0, 1))
+        return ctx.F.pad(ctx.F.lp_pool2d(x * x + 0.25, 2, 2, stride=1), (0, 1, 0, 1))
     raise AssertionError(variant)
 
 
@@ -193,25 +217,25 @@ def _batch_norm(ctx, xs, p):
     if p["training"]:
         running = (ctx.tensor(p["seed"], (c,)), ctx.tensor(p["seed"] + 1, (c,), "positive")) \
             if p["running"] else (None, None)
-        return F.batch_norm(x, *running, weight, bias, training=True)
+        return ctx.F.batch_norm(x, *running, weight, bias, training=True)
     mean, var = ctx.tensor(p["seed"], (c,)), ctx.tensor(p["seed"] + 1, (c,), "positive")
-    return F.batch_norm(x, mean, var, weight, bias, training=False)
+    return ctx.F.batch_norm(x, mean, var, weight, bias, training=False)
 
 
 def _cat_pick(ctx, xs, p):
     a, b = ctx.full(xs[0]), ctx.full(xs[1])
     dim = p["dim"]
-    joined = tc.cat([a, b], dim)
-    return joined[_index(dim, np.asarray(p["pick"]))]
+    joined = ctx.cat([a, b], dim)
+    return ctx.index(joined, dim, np.asarray(p["pick"]))
 
 
 def _stack_reduce(ctx, xs, p):
-    stacked = tc.stack([ctx.full(x) for x in xs], p["dim"])
+    stacked = ctx.stack([ctx.full(x) for x in xs], p["dim"])
     if p["reduce"] == "sum":
         return stacked.sum(p["dim"])
     if p["reduce"] == "amax":
         return stacked.amax(p["dim"])
-    return stacked[_index(p["dim"], 1)]
+    return ctx.index(stacked, p["dim"], 1)
 
 
 def _losses(ctx, xs, p):
@@ -224,25 +248,27 @@ def _losses(ctx, xs, p):
 
     weight = weights(p["seed"], (c,))
     if kind == "mse":
-        out = F.mse_loss(a, b, reduction=reduction)
+        out = ctx.F.mse_loss(a, b, reduction=reduction)
     elif kind == "bce_logits":
         positive = weights(p["seed"] + 1, (SIZE,))
-        out = F.binary_cross_entropy_with_logits(a, b.sigmoid(), weights(p["seed"], (SIZE,)),
+        out = ctx.F.binary_cross_entropy_with_logits(a, b.sigmoid(), weights(p["seed"], (SIZE,)),
                                                  reduction=reduction, pos_weight=positive)
     elif kind == "bce":
-        out = F.binary_cross_entropy(a.sigmoid(), b.sigmoid(), weights(p["seed"], (c, 1, 1)),
+        out = ctx.F.binary_cross_entropy(a.sigmoid(), b.sigmoid(), weights(p["seed"], (c, 1, 1)),
                                      reduction=reduction)
     elif kind == "soft_cross_entropy":  # class probabilities: a softmax of the other node
-        out = F.cross_entropy(a, b.softmax(1), weight, reduction=reduction, label_smoothing=p["smoothing"])
+        out = ctx.F.cross_entropy(a, b.softmax(1), weight, reduction=reduction,
+                                  label_smoothing=p["smoothing"])
         if reduction == "none":
             out = out.unsqueeze(1)
     else:
         target = np.random.default_rng(p["seed"]).integers(0, c + 1, (n, SIZE, SIZE))
         target[target == c] = -100 if p["options"] else 0  # some ignored targets
+        target = ctx.labels(target)
         if kind == "cross_entropy":
-            out = F.cross_entropy(a, target, weight, reduction=reduction, label_smoothing=p["smoothing"])
+            out = ctx.F.cross_entropy(a, target, weight, reduction=reduction, label_smoothing=p["smoothing"])
         else:
-            out = F.nll_loss(a.log_softmax(1), target, weight, reduction=reduction)
+            out = ctx.F.nll_loss(a.log_softmax(1), target, weight, reduction=reduction)
         if reduction == "none":
             out = out.unsqueeze(1)
     return out
@@ -296,16 +322,18 @@ def _index_op(ctx, xs, p):
     x, dim = ctx.full(xs[0]), p["dim"]
     how, n = p["how"], ctx.shape[p["dim"]]
     if how == "flip":
-        return x[_index(dim, slice(None, None, -1))]
+        return ctx.flip(x, dim)
     if how == "pick":  # an integer index with repeats: one element receives several gradients
-        return x[_index(dim, np.asarray(p["pick"]))]
+        return ctx.index(x, dim, np.asarray(p["pick"]))
     if how == "select":
-        return x[_index(dim, p["pick"][0])].unsqueeze(dim)
+        return ctx.index(x, dim, p["pick"][0]).unsqueeze(dim)
     if how == "roll":
         k = p["shift"] % n
-        return tc.cat([x[_index(dim, slice(k, None))], x[_index(dim, slice(None, k))]], dim) if k else x
+        if not k:
+            return x
+        return ctx.cat([ctx.index(x, dim, slice(k, None)), ctx.index(x, dim, slice(None, k))], dim)
     index = np.random.default_rng(p["seed"]).integers(0, n, ctx.shape)
-    return x.gather(dim, index)
+    return x.gather(dim, ctx.labels(index))
 
 
 def _expand(ctx, xs, p):
@@ -334,13 +362,13 @@ OPS: dict[str, OpSpec] = {
     "pow": (2, _none, lambda c, xs, p: (xs[0] * xs[0] + 0.5) ** xs[1].tanh()),
     "maximum": (2, _none, lambda c, xs, p: xs[0].maximum(xs[1])),
     "minimum": (2, _none, lambda c, xs, p: xs[0].minimum(xs[1])),
-    "where": (2, _seed, lambda c, xs, p: tc.where(c.constant(p["seed"], c.shape[1:], "mask"), xs[0], xs[1])),
-    "add_relu": (2, _none, lambda c, xs, p: F.add_relu(c.full(xs[0]), c.full(xs[1]))),
+    "where": (2, _seed, lambda c, xs, p: c.where(c.constant(p["seed"], c.shape[1:], "mask"), xs[0], xs[1])),
+    "add_relu": (2, _none, lambda c, xs, p: c.F.add_relu(c.full(xs[0]), c.full(xs[1]))),
     # with constants that need no gradient
     "mul_constant": (1, _seed, lambda c, xs, p: xs[0] * c.tensor(p["seed"], c.shape[2:])),
     "rsub": (1, _none, lambda c, xs, p: 1.5 - xs[0]),
     "rdiv": (1, _none, lambda c, xs, p: 1.0 / (xs[0] * xs[0] + 1.0)),
-    "where_scalar": (1, _seed, lambda c, xs, p: tc.where(c.constant(p["seed"], c.shape, "mask"), xs[0], 0.5)),
+    "where_scalar": (1, _seed, lambda c, xs, p: c.where(c.constant(p["seed"], c.shape, "mask"), xs[0], 0.5)),
     # unary maths
     "neg": (1, _none, lambda c, xs, p: -xs[0]),
     "exp": (1, _none, lambda c, xs, p: xs[0].exp()),
@@ -349,8 +377,8 @@ OPS: dict[str, OpSpec] = {
     "abs": (1, _none, lambda c, xs, p: xs[0].abs()),
     "tanh": (1, _none, lambda c, xs, p: xs[0].tanh()),
     "sigmoid": (1, _none, lambda c, xs, p: xs[0].sigmoid()),
-    "relu": (1, _none, lambda c, xs, p: F.relu(xs[0])),
-    "leaky_relu": (1, _none, lambda c, xs, p: F.leaky_relu(xs[0], 0.2)),
+    "relu": (1, _none, lambda c, xs, p: c.F.relu(xs[0])),
+    "leaky_relu": (1, _none, lambda c, xs, p: c.F.leaky_relu(xs[0], 0.2)),
     "clamp": (1, _none, lambda c, xs, p: xs[0].clamp(-1.0, 1.5)),
     "clamp_tensor": (2, _none, lambda c, xs, p: xs[0].clamp(xs[1] - 0.5, xs[1].exp())),
     "square": (1, _none, lambda c, xs, p: xs[0] ** 2),
@@ -363,15 +391,15 @@ OPS: dict[str, OpSpec] = {
     "var": (1, _reduce_params, _reduce("var")),
     "max_dim": (1, _dim_params, _extreme_along("max")),
     "min_dim": (1, _dim_params, _extreme_along("min")),
-    "softmax": (1, _dim_params, lambda c, xs, p: F.softmax(c.full(xs[0]), p["dim"])),
-    "log_softmax": (1, _dim_params, lambda c, xs, p: F.log_softmax(c.full(xs[0]), p["dim"])),
+    "softmax": (1, _dim_params, lambda c, xs, p: c.F.softmax(c.full(xs[0]), p["dim"])),
+    "log_softmax": (1, _dim_params, lambda c, xs, p: c.F.log_softmax(c.full(xs[0]), p["dim"])),
     # products
     "matmul": (2, _none, lambda c, xs, p: c.full(xs[0]) @ c.full(xs[1])),
     "matmul_t": (2, _none, lambda c, xs, p: c.full(xs[0]) @ c.full(xs[1]).transpose(-1, -2)),
     "matmul_broadcast": (2, _none, lambda c, xs, p: c.full(xs[0]) @ c.full(xs[1])[0, 0]),
     "matvec": (2, _none, lambda c, xs, p: c.full(xs[0])[0, 0] @ c.full(xs[1])[-1, -1, 0]),
     "linear": (2, lambda shape: st.fixed_dictionaries({"bias": st.booleans()}),
-               lambda c, xs, p: F.linear(c.full(xs[0]), c.full(xs[1])[0, 0],
+               lambda c, xs, p: c.F.linear(c.full(xs[0]), c.full(xs[1])[0, 0],
                                          c.full(xs[1])[-1, 0, 0] if p["bias"] else None)),
     # movement: views, indexing, joining
     "transpose": (1, _none, lambda c, xs, p: (xs[0] if xs[0].ndim >= 2 else c.full(xs[0])).transpose(-1, -2)),
@@ -390,7 +418,7 @@ OPS: dict[str, OpSpec] = {
     "pad": (1, lambda shape: st.fixed_dictionaries({
         "mode": st.sampled_from(["constant", "reflect", "replicate", "circular"]),
         "offset": st.tuples(st.integers(0, 2), st.integers(0, 2))}),
-        lambda c, xs, p: F.pad(c.full(xs[0]), (1, 1, 1, 1), p["mode"], 0.5)[
+        lambda c, xs, p: c.F.pad(c.full(xs[0]), (1, 1, 1, 1), p["mode"], 0.5)[
             ..., p["offset"][0]:p["offset"][0] + SIZE, p["offset"][1]:p["offset"][1] + SIZE]),
     # the convolutional network's ops
     "conv2d": (2, lambda shape: st.fixed_dictionaries({
@@ -443,10 +471,10 @@ def graphs(draw, min_leaves=2, max_leaves=4, min_ops=5, max_ops=20, ops=None):
     return Graph(shape, tuple(leaves), tuple(steps), draw(st.integers(0, 2**31 - 1)))
 
 
-def evaluate(graph: Graph, leaves: list[Tensor], scales: list[float] | None = None) -> list[Tensor]:
+def evaluate(graph: Graph, leaves: list, scales: list[float] | None = None, context=Context) -> list:
     """Every node of ``graph`` computed from ``leaves``. ``scales``: the constant factors of an
-    earlier evaluation (pass the empty list to record them)."""
-    ctx = Context(graph.shape, leaves[0].dtype)
+    earlier evaluation (pass the empty list to record them). ``context``: the library."""
+    ctx = context(graph.shape, str(leaves[0].dtype).replace("torch.", ""))
     nodes = list(leaves)
     record = scales is not None and not scales
     jitter = np.random.default_rng(graph.seed + 3)
@@ -454,7 +482,8 @@ def evaluate(graph: Graph, leaves: list[Tensor], scales: list[float] | None = No
         _, _, apply = OPS[step.op]
         out = apply(ctx, [nodes[j] for j in step.reads], dict(step.params))
         if record:
-            largest = float(np.abs(out.numpy()).max()) if out.numel() else 0.0
+            values = ctx.numpy(out)
+            largest = float(np.abs(values).max()) if values.size else 0.0
             # to LIMIT times a factor of its own: two nodes scaled to exactly +-LIMIT could
             # cancel exactly (a + b = 0 on a relu's kink)
             scales.append(LIMIT * float(jitter.uniform(0.5, 1.0)) / largest if largest > LIMIT else 1.0)
