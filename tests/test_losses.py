@@ -219,3 +219,15 @@ def test_loss_option_errors_name_the_argument():
         F.binary_cross_entropy_with_logits(scores, Tensor(np.zeros((2, 3))), pos_weight=Tensor(np.ones(4)))
     with pytest.raises(TypeError, match="must be a Tensor, got ndarray"):
         F.mse_loss(scores, np.zeros((2, 3)))
+
+
+def test_losses_of_one_unbatched_sample():
+    scores = np.array([0.5, -1.0, 2.0])
+    log_p = scores - np.log(np.exp(scores).sum())
+    assert F.cross_entropy(Tensor(scores), np.array(1)).item() == pytest.approx(-log_p[1], rel=1e-12)
+    assert F.nll_loss(Tensor(log_p), 2, reduction="none").shape == ()
+    probs = np.array([0.2, 0.3, 0.5])
+    soft = F.cross_entropy(Tensor(scores), Tensor(probs)).item()
+    assert soft == pytest.approx(-(probs * log_p).sum(), rel=1e-12)
+    with pytest.raises(ValueError, match="one class index"):
+        F.cross_entropy(Tensor(scores), np.array([1]))

@@ -207,3 +207,35 @@ def test_clamp_with_tensor_bounds():
         x.clamp(Tensor(np.ones(3)))
     with pytest.raises(TypeError, match="min must be a number, a Tensor or None"):
         x.clamp("0")
+
+
+# ------------------------------------- found by running PyTorch's OpInfo sample inputs on the API
+def test_gather_follows_torch_gather_and_checks_its_index():
+    x = Tensor(np.arange(12.0).reshape(3, 4), requires_grad=True)
+    out = x.gather(1, np.array([[0, 3], [1, 1]]))  # a smaller index: rows 0 and 1 only, as PyTorch
+    np.testing.assert_array_equal(out.numpy(), [[0.0, 3.0], [5.0, 5.0]])
+    out.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [[1, 0, 0, 1], [0, 2, 0, 0], [0, 0, 0, 0]])
+    with pytest.raises(ValueError, match=r"index values must be in \[0, 3\] along dim 1, got \[-1, 0\]"):
+        x.gather(1, np.array([[-1, 0]]))
+    with pytest.raises(ValueError, match=r"index of shape \(2,\) does not fit the input of shape \(3, 4\)"):
+        x.gather(1, np.array([0, 1]))
+    with pytest.raises(ValueError, match="does not fit"):
+        x.gather(1, np.zeros((4, 1), np.int64))  # 4 rows of a 3-row input
+    with pytest.raises(TypeError, match="index must hold integers"):
+        x.gather(0, np.array([[0.0]]))
+
+
+def test_var_and_std_accept_pytorch_s_other_spellings():
+    x = Tensor(np.random.default_rng(0).standard_normal((3, 4)))
+    a = x.numpy()
+    assert x.var(False).item() == pytest.approx(a.var())                  # var(unbiased)
+    assert x.std(True).item() == pytest.approx(a.std(ddof=1))
+    np.testing.assert_allclose(x.var(1, correction=None).numpy(), a.var(1, ddof=1))
+    np.testing.assert_allclose(x.std(0, unbiased=False).numpy(), a.std(0))
+
+
+def test_max_and_min_with_a_tensor_are_elementwise_and_where_is_a_method():
+    a, b = Tensor([1.0, 5.0, 3.0]), Tensor([4.0, 2.0, 3.0])
+    assert a.max(b).tolist() == [4.0, 5.0, 3.0] and a.min(b).tolist() == [1.0, 2.0, 3.0]
+    assert a.where(a > 2, b).tolist() == [4.0, 5.0, 3.0]

@@ -461,16 +461,21 @@ class Tensor:
         return self.sum(dim, keepdim) / count
 
     def var(self, dim=None, correction: int = 1, keepdim: bool = False, unbiased=None) -> Tensor:
-        """Variance, sum((x - mean)^2) / (n - correction); correction=1 is the unbiased estimate."""
+        """Variance, sum((x - mean)^2) / (n - correction); correction=1 (or None) is the unbiased
+        estimate. PyTorch's older form ``var(unbiased)`` (a bool first) works too."""
+        if isinstance(dim, (bool, np.bool_)):
+            dim, unbiased = None, bool(dim)
         if unbiased is not None:
             correction = 1 if unbiased else 0
+        if correction is None:
+            correction = 1
         axes = self._axes(dim)
         count = math.prod(self.shape[a] for a in axes)
         centred = self - self.mean(axes, keepdim=True)
         return (centred * centred).sum(axes, keepdim) / max(count - correction, 0)
 
-    def std(self, dim=None, correction: int = 1, keepdim: bool = False) -> Tensor:
-        return self.var(dim, correction, keepdim).sqrt()
+    def std(self, dim=None, correction: int = 1, keepdim: bool = False, unbiased=None) -> Tensor:
+        return self.var(dim, correction, keepdim, unbiased).sqrt()
 
     def amax(self, dim=None, keepdim: bool = False) -> Tensor:
         axes = self._axes(dim)
@@ -483,14 +488,19 @@ class Tensor:
         return ops.Max.apply(self, axes=axes, keepdim=keepdim, minimum=True)
 
     def max(self, dim=None, keepdim: bool = False):
-        """Over everything: the maximum. Along ``dim``: ``(values, indices)`` as PyTorch."""
+        """Over everything: the maximum. Along ``dim``: ``(values, indices)`` as PyTorch.
+        With a Tensor instead of a dim: the elementwise ``maximum`` (PyTorch's binary form)."""
         if dim is None:
             return self.amax()
+        if isinstance(dim, Tensor):
+            return self.maximum(dim)
         return self._extreme_along("max", dim, keepdim)
 
     def min(self, dim=None, keepdim: bool = False):
         if dim is None:
             return self.amin()
+        if isinstance(dim, Tensor):
+            return self.minimum(dim)
         return self._extreme_along("min", dim, keepdim)
 
     def _extreme_along(self, op: str, dim, keepdim) -> ValuesIndices:
@@ -612,12 +622,31 @@ class Tensor:
         return ops.GetItem.apply(self, index=index)
 
     def gather(self, dim: int, index: Tensor) -> Tensor:
-        """out[i][j] = self[i][index[i][j]] along ``dim`` (as torch.gather)."""
+        """out[i][j] = self[i][index[i][j]] along ``dim`` (dim 1 here), as torch.gather: ``index``
+        has the input's number of dims and at most its size along the others (the output has the
+        index's shape), and entries in [0, size along ``dim``)."""
         index = index.data if isinstance(index, Tensor) else np.asarray(index)
         axis = self._axis(dim)
+        if index.dtype.kind not in "iu":
+            raise TypeError(f"gather: index must hold integers, got dtype {index.dtype}")
         if self.ndim == 0:
-            return self.reshape(1).gather(0, index.reshape(1)).reshape(index.shape)
-        return ops.TakeAlongAxis.apply(self, index=index, axis=axis)
+            return self.reshape(1).gather(0, index.reshape(-1)).reshape(index.shape)
+        if index.ndim != self.ndim or any(i > n for d, (i, n) in enumerate(zip(index.shape, self.shape))
+                                          if d != axis):
+            raise ValueError(f"gather: index of shape {index.shape} does not fit the input of shape "
+                             f"{self.shape} (same number of dims, at most the input's size except along "
+                             f"dim {dim})")
+        if index.size and (int(index.min()) < 0 or int(index.max()) >= self.shape[axis]):
+            raise ValueError(f"gather: index values must be in [0, {self.shape[axis] - 1}] along dim {dim}, "
+                             f"got [{int(index.min())}, {int(index.max())}]")
+        source = self
+        if any(i != n for d, (i, n) in enumerate(zip(index.shape, self.shape)) if d != axis):
+            source = self[tuple(slice(None) if d == axis else slice(0, i) for d, i in enumerate(index.shape))]
+        return ops.TakeAlongAxis.apply(source, index=index, axis=axis)
+
+    def where(self, condition, other) -> Tensor:
+        """``self`` where ``condition``, else ``other`` (PyTorch's method form of :func:`where`)."""
+        return where(condition, self, other)
 
 
 def _shape(shape) -> tuple[int, ...]:

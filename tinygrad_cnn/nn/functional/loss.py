@@ -3,7 +3,8 @@
 PyTorch's names, arguments and semantics. ``reduction`` is ``"mean"`` (default), ``"sum"``
 or ``"none"`` (per element); it and the other options after ``weight`` are keyword-only.
 
-* ``nll_loss`` / ``cross_entropy`` with class indices (N, d1, ...) for scores (N, C, d1, ...):
+* ``nll_loss`` / ``cross_entropy`` with class indices (N, d1, ...) for scores (N, C, d1, ...)
+  (or one sample: scores (C,) and a 0-d index):
   ``weight`` (C,) rescales each class and ``ignore_index`` drops the targets of one value
   (the "unlabelled" pixels of a segmentation mask, often 255): the mean is the weighted
   mean, sum_n w[y_n] l_n / sum_n w[y_n] over the targets kept;
@@ -88,6 +89,19 @@ def _class_targets(fn: str, scores: Tensor, target, ignore_index) -> np.ndarray:
     return target
 
 
+def _unbatched(fn: str, scores) -> bool:
+    """Scores of one sample (C,), with a 0-d class index (or (C,) probabilities), as PyTorch."""
+    return isinstance(scores, Tensor) and scores.ndim == 1
+
+
+def _labels(target) -> np.ndarray:
+    labels = target.data if isinstance(target, Tensor) else np.asarray(target)
+    if labels.ndim:
+        raise ValueError(f"the target of unbatched scores (C,) must be one class index (0-d), "
+                         f"got shape {labels.shape}")
+    return labels
+
+
 def _check_scores(fn: str, scores) -> Tensor:
     if not isinstance(scores, Tensor):
         hint = " (wrap arrays with Tensor(...))" if isinstance(scores, (np.ndarray, list)) else ""
@@ -120,8 +134,12 @@ def nll_loss(log_probs: Tensor, target, weight: Tensor | None = None, *, ignore_
     """Negative log-likelihood l_n = -w[y_n] log_probs[n, y_n] of log-probabilities (N, C, ...)
     and class indices (N, ...); ``mean`` divides by sum_n w[y_n] over the targets kept."""
     fn = "nll_loss"
-    _check_scores(fn, log_probs)
     _check_reduction(fn, reduction)
+    if _unbatched(fn, log_probs):
+        loss = nll_loss(log_probs.unsqueeze(0), np.reshape(_labels(target), (1,)), weight,
+                        ignore_index=ignore_index, reduction=reduction)
+        return loss.squeeze(0) if reduction == "none" else loss
+    _check_scores(fn, log_probs)
     weight = _check_weight(fn, log_probs, weight)
     target = _class_targets(fn, log_probs, target, ignore_index)
     loss, w = _weighted_nll(log_probs, target, weight, ignore_index)
@@ -141,8 +159,14 @@ def cross_entropy(logits: Tensor, target, weight: Tensor | None = None, *, ignor
     l_n = -sum_c w_c y_nc log p_nc; ``mean`` divides by the number of samples N d1 ...
     """
     fn = "cross_entropy"
-    _check_scores(fn, logits)
     _check_reduction(fn, reduction)
+    if _unbatched(fn, logits):
+        soft = isinstance(target, Tensor) and target.dtype.kind == "f"
+        batched = target.unsqueeze(0) if soft else np.reshape(_labels(target), (1,))
+        loss = cross_entropy(logits.unsqueeze(0), batched, weight, ignore_index=ignore_index,
+                             reduction=reduction, label_smoothing=label_smoothing)
+        return loss.squeeze(0) if reduction == "none" else loss
+    _check_scores(fn, logits)
     if not _is_real_number(label_smoothing) or not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"{fn}: label_smoothing must be in [0, 1], got {label_smoothing!r}")
     weight = _check_weight(fn, logits, weight)
