@@ -280,6 +280,39 @@ class Clamp(Function):
         return g * self.inside
 
 
+class ClampTensor(Function):
+    """z = min(max(x, low), high) with Tensor bounds (broadcasting), as PyTorch's clamp:
+    dz/dx = 1 where low <= x <= high; dz/dlow = 1 where x < low (and low < high);
+    dz/dhigh = 1 where x > high, or everywhere high < low (then z = high)."""
+
+    def forward(self, x, *bounds, has_low=True, has_high=True):
+        xp = xp_of(x)
+        bounds = iter(bounds)
+        low = next(bounds) if has_low else None
+        high = next(bounds) if has_high else None
+        self.shapes = [x.shape] + [b.shape for b in (low, high) if b is not None]
+        inside = xp.ones(np.broadcast_shapes(*self.shapes), dtype=bool)
+        self.masks = []
+        z = x
+        if low is not None:
+            inside = inside & (x >= low)
+            below = x < low if high is None else (x < low) & (low < high)
+            self.masks.append(below)
+            z = xp.maximum(z, low)
+        if high is not None:
+            inside = inside & (x <= high)
+            self.masks.append((x > high) | (high < low) if low is not None else x > high)
+            z = xp.minimum(z, high)
+        self.inside = inside
+        return xp.broadcast_to(z, inside.shape).astype(x.dtype, copy=True)
+
+    def backward(self, g):
+        zero = g.dtype.type(0)
+        xp = xp_of(g)
+        masks = [self.inside] + self.masks
+        return tuple(unbroadcast(xp.where(mask, g, zero), shape) for mask, shape in zip(masks, self.shapes))
+
+
 # ---------------------------------------------------------------- reductions
 def _expand_reduced(g, shape, axes, keepdim):
     """Give a reduced gradient back the reduced axes (size 1) so it broadcasts."""
@@ -317,7 +350,11 @@ class Max(Function):
 
 
 class TakeAlongAxis(Function):
-    """z = x[..., index, ...] along one axis (the gather used by max(dim) and losses)."""
+    """z = x[..., index, ...] along one axis (the gather used by max(dim) and losses).
+
+    The backward pass scatters with ``add.at``: an element that the index picks twice
+    receives both gradients (``put_along_axis`` would keep only the last one).
+    """
 
     def forward(self, x, index, axis=0):
         self.shape, self.index, self.axis = x.shape, index, axis
@@ -326,7 +363,9 @@ class TakeAlongAxis(Function):
     def backward(self, g):
         xp = xp_of(g)
         gx = xp.zeros(self.shape, dtype=g.dtype)
-        xp.put_along_axis(gx, self.index, g, axis=self.axis)
+        where = list(xp.ix_(*(xp.arange(n) for n in self.index.shape)))  # every other axis: itself
+        where[self.axis] = self.index
+        xp.add.at(gx, tuple(where), g)
         return gx
 
 
@@ -439,9 +478,12 @@ class LogSoftmax(Function):
 
     def forward(self, x, axis=-1):
         xp = xp_of(x)
+        self.axis = axis
+        if x.size == 0:  # nothing to normalise (the maximum of an empty axis does not exist)
+            self.z = x.copy()
+            return self.z
         shifted = x - x.max(axis=axis, keepdims=True)
         self.z = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
-        self.axis = axis
         return self.z
 
     def backward(self, g):
@@ -453,9 +495,12 @@ class Softmax(Function):
 
     def forward(self, x, axis=-1):
         xp = xp_of(x)
+        self.axis = axis
+        if x.size == 0:  # nothing to normalise (the maximum of an empty axis does not exist)
+            self.z = x.copy()
+            return self.z
         e = xp.exp(x - x.max(axis=axis, keepdims=True))
         self.z = e / e.sum(axis=axis, keepdims=True)
-        self.axis = axis
         return self.z
 
     def backward(self, g):

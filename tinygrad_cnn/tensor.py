@@ -57,9 +57,10 @@ class Tensor:
     """``Tensor(data, requires_grad=False, dtype=None, device="cpu")``.
 
     ``data`` may be a scalar, a (nested) list, a numpy/cupy array or a Tensor.
-    Floating point data becomes float32 unless it is a float64 array (kept, for
-    gradient checks) or ``dtype`` says otherwise; integer and boolean arrays keep
-    their dtype (class labels, masks) but cannot require gradients.
+    Floating point data becomes float32 unless it is a float64 array or numpy scalar
+    (kept, for gradient checks) or ``dtype`` says otherwise; integer and boolean arrays
+    keep their dtype (class labels, masks) but cannot require gradients. Complex data is
+    refused (TypeError).
 
     A C-contiguous numpy array of the final dtype is wrapped without a copy (like
     ``torch.from_numpy``): an optimizer step on a Parameter made from it changes the array.
@@ -74,9 +75,14 @@ class Tensor:
         if isinstance(data, Tensor):
             data = data.data
         xp = array_module(device)
+        if isinstance(data, np.generic):  # a numpy scalar keeps its dtype, as a 0-d array
+            data = np.asarray(data)
         if isinstance(data, np.ndarray) or type(data).__module__.startswith("cupy"):
             array = move_array(data, device)
-            if dtype is None and array.dtype.kind in "fc" and array.dtype != float64:
+            if array.dtype.kind == "c":  # numpy would drop the imaginary part with only a warning
+                raise TypeError(f"cannot make a Tensor from a complex array ({array.dtype}): tensors "
+                                "are real; pass .real, .imag or abs() of it")
+            if dtype is None and array.dtype.kind == "f" and array.dtype != float64:
                 array = array.astype(float32)
             elif dtype is None and array.dtype.kind not in "fcbiu":
                 raise TypeError(f"cannot make a Tensor from an array of dtype {array.dtype}")
@@ -138,7 +144,12 @@ class Tensor:
 
     def size(self, dim: int | None = None):
         """The shape (``dim=None``) or the length of one dimension, as ``torch.Tensor.size``."""
-        return self.shape if dim is None else self.shape[self._axis(dim)]
+        if dim is None:
+            return self.shape
+        axis = self._axis(dim)
+        if self.ndim == 0:
+            raise IndexError(f"size: a 0-d tensor has no dimension {dim}")
+        return self.shape[axis]
 
     def numel(self) -> int:
         return int(self.data.size)
@@ -378,18 +389,38 @@ class Tensor:
         return ops.LeakyReLU.apply(self, negative_slope=float(negative_slope))
 
     def clamp(self, min=None, max=None) -> Tensor:  # noqa: A002 - PyTorch's names
+        """min(max(x, min), max) elementwise; ``min``/``max`` are numbers or Tensors that
+        broadcast with x (differentiable too). Where min > max the result is max, as PyTorch."""
         if min is None and max is None:
             raise ValueError("clamp needs at least one of min and max")
-        if min is not None and max is not None and min > max:
-            raise ValueError(f"clamp: min ({min}) is larger than max ({max})")
-        return ops.Clamp.apply(self, low=min, high=max)
+        bounds = {"min": min, "max": max}
+        for name, bound in bounds.items():
+            if not (bound is None or isinstance(bound, Tensor) or _is_real_number(bound)):
+                raise TypeError(f"clamp: {name} must be a number, a Tensor or None, got "
+                                f"{type(bound).__name__}")
+        if not any(isinstance(b, Tensor) for b in bounds.values()):
+            return ops.Clamp.apply(self, low=min, high=max)
+        present = [b for b in (min, max) if b is not None]
+        operands = [self] + [self._operand(b) for b in present]
+        try:
+            np.broadcast_shapes(*(t.shape for t in operands))
+        except ValueError:
+            raise ValueError("clamp: shapes " + ", ".join(str(t.shape) for t in operands)
+                             + " cannot be broadcast together") from None
+        return ops.ClampTensor.apply(*operands, has_low=min is not None, has_high=max is not None)
 
     clip = clamp
 
     def softmax(self, dim: int = -1) -> Tensor:
+        if self.ndim == 0:  # PyTorch: the softmax of a scalar along dim 0 or -1 is 1
+            self._axis(dim)
+            return self.reshape(1).softmax(0).reshape(())
         return ops.Softmax.apply(self, axis=self._axis(dim))
 
     def log_softmax(self, dim: int = -1) -> Tensor:
+        if self.ndim == 0:
+            self._axis(dim)
+            return self.reshape(1).log_softmax(0).reshape(())
         return ops.LogSoftmax.apply(self, axis=self._axis(dim))
 
     # ------------------------------------------------------------ reductions
@@ -403,14 +434,23 @@ class Tensor:
         return int(dim) % n
 
     def _axes(self, dim) -> tuple[int, ...]:
-        """``None`` (all), an int or a sequence of ints, as a tuple of axes."""
+        """``None`` (all), an int or a sequence of ints, as a tuple of axes. A 0-d tensor
+        accepts dim 0 and -1 (as PyTorch) and has no axes to reduce."""
         if dim is None:
             return tuple(range(self.ndim))
         dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
         axes = tuple(self._axis(d) for d in dims)
         if len(set(axes)) != len(axes):
             raise ValueError(f"dimension {dim} repeats an axis")
-        return axes
+        return axes if self.ndim else ()
+
+    def _check_not_empty(self, op: str, axes: tuple[int, ...]) -> None:
+        """A maximum or minimum over nothing does not exist (a sum over nothing is 0)."""
+        empty = [a for a in axes if self.shape[a] == 0]
+        if empty or (self.data.size == 0 and not axes):
+            where = f"dimension {empty[0]}" if empty else "every dimension"
+            raise ValueError(f"{op}: cannot reduce over {where} of a tensor of shape {self.shape}: "
+                             "an empty dimension has no extreme value")
 
     def sum(self, dim=None, keepdim: bool = False) -> Tensor:
         return ops.Sum.apply(self, axes=self._axes(dim), keepdim=keepdim)
@@ -421,51 +461,76 @@ class Tensor:
         return self.sum(dim, keepdim) / count
 
     def var(self, dim=None, correction: int = 1, keepdim: bool = False, unbiased=None) -> Tensor:
-        """Variance, sum((x - mean)^2) / (n - correction); correction=1 is the unbiased estimate."""
+        """Variance, sum((x - mean)^2) / (n - correction); correction=1 (or None) is the unbiased
+        estimate. PyTorch's older form ``var(unbiased)`` (a bool first) works too."""
+        if isinstance(dim, (bool, np.bool_)):
+            dim, unbiased = None, bool(dim)
         if unbiased is not None:
             correction = 1 if unbiased else 0
+        if correction is None:
+            correction = 1
         axes = self._axes(dim)
         count = math.prod(self.shape[a] for a in axes)
         centred = self - self.mean(axes, keepdim=True)
         return (centred * centred).sum(axes, keepdim) / max(count - correction, 0)
 
-    def std(self, dim=None, correction: int = 1, keepdim: bool = False) -> Tensor:
-        return self.var(dim, correction, keepdim).sqrt()
+    def std(self, dim=None, correction: int = 1, keepdim: bool = False, unbiased=None) -> Tensor:
+        return self.var(dim, correction, keepdim, unbiased).sqrt()
 
     def amax(self, dim=None, keepdim: bool = False) -> Tensor:
-        return ops.Max.apply(self, axes=self._axes(dim), keepdim=keepdim)
+        axes = self._axes(dim)
+        self._check_not_empty("amax", axes)
+        return ops.Max.apply(self, axes=axes, keepdim=keepdim)
 
     def amin(self, dim=None, keepdim: bool = False) -> Tensor:
-        return ops.Max.apply(self, axes=self._axes(dim), keepdim=keepdim, minimum=True)
+        axes = self._axes(dim)
+        self._check_not_empty("amin", axes)
+        return ops.Max.apply(self, axes=axes, keepdim=keepdim, minimum=True)
 
     def max(self, dim=None, keepdim: bool = False):
-        """Over everything: the maximum. Along ``dim``: ``(values, indices)`` as PyTorch."""
+        """Over everything: the maximum. Along ``dim``: ``(values, indices)`` as PyTorch.
+        With a Tensor instead of a dim: the elementwise ``maximum`` (PyTorch's binary form)."""
         if dim is None:
             return self.amax()
-        return self._extreme_along(dim, keepdim, self.data.argmax)
+        if isinstance(dim, Tensor):
+            return self.maximum(dim)
+        return self._extreme_along("max", dim, keepdim)
 
     def min(self, dim=None, keepdim: bool = False):
         if dim is None:
             return self.amin()
-        return self._extreme_along(dim, keepdim, self.data.argmin)
+        if isinstance(dim, Tensor):
+            return self.minimum(dim)
+        return self._extreme_along("min", dim, keepdim)
 
-    def _extreme_along(self, dim, keepdim, arg) -> ValuesIndices:
+    def _extreme_along(self, op: str, dim, keepdim) -> ValuesIndices:
+        if self.ndim == 0:  # a scalar is its own extreme, at index 0
+            self._axis(dim)
+            return ValuesIndices(ops.Reshape.apply(self, shape=()), Tensor._wrap(np.zeros((), np.int64)))
         axis = self._axis(dim)
-        index = arg(axis=axis, keepdims=True)
+        self._check_not_empty(op, (axis,))
+        index = (self.data.argmax if op == "max" else self.data.argmin)(axis=axis, keepdims=True)
         values = ops.TakeAlongAxis.apply(self, index=index, axis=axis)
         if not keepdim:
             values, index = values.squeeze(axis), index.squeeze(axis)
         return ValuesIndices(values, Tensor._wrap(index))
 
     def argmax(self, dim=None, keepdim: bool = False) -> Tensor:
-        if dim is None:
-            return Tensor._wrap(self.data.argmax())
-        return Tensor._wrap(self.data.argmax(axis=self._axis(dim), keepdims=keepdim))
+        return self._arg_extreme("argmax", dim, keepdim)
 
     def argmin(self, dim=None, keepdim: bool = False) -> Tensor:
+        return self._arg_extreme("argmin", dim, keepdim)
+
+    def _arg_extreme(self, op: str, dim, keepdim) -> Tensor:
+        arg = getattr(self.data, op)
         if dim is None:
-            return Tensor._wrap(self.data.argmin())
-        return Tensor._wrap(self.data.argmin(axis=self._axis(dim), keepdims=keepdim))
+            self._check_not_empty(op, ())
+            return Tensor._wrap(np.asarray(arg()))
+        axis = self._axis(dim)
+        if self.ndim == 0:
+            return Tensor._wrap(np.zeros((), np.int64))
+        self._check_not_empty(op, (axis,))
+        return Tensor._wrap(arg(axis=axis, keepdims=keepdim))
 
     # ------------------------------------------------------------- movement
     def reshape(self, *shape) -> Tensor:
@@ -492,6 +557,8 @@ class Tensor:
     def transpose(self, dim0: int, dim1: int) -> Tensor:
         order = list(range(self.ndim))
         a, b = self._axis(dim0), self._axis(dim1)
+        if self.ndim == 0:  # dims 0 and -1 of a scalar: nothing to swap
+            return self
         order[a], order[b] = order[b], order[a]
         return ops.Permute.apply(self, order=tuple(order))
 
@@ -509,12 +576,12 @@ class Tensor:
         return self.reshape(shape)
 
     def squeeze(self, dim=None) -> Tensor:
+        """Drop dimensions of size 1: all of them (``dim=None``), or those among ``dim`` (an
+        int or a tuple of ints); a listed dimension of another size stays, as PyTorch."""
         if dim is None:
             return self.reshape(tuple(n for n in self.shape if n != 1))
-        axis = self._axis(dim)
-        if self.shape[axis] != 1:
-            return self
-        return self.reshape(self.shape[:axis] + self.shape[axis + 1 :])
+        axes = set(self._axes(dim))
+        return self.reshape(tuple(n for i, n in enumerate(self.shape) if not (i in axes and n == 1)))
 
     def unsqueeze(self, dim: int) -> Tensor:
         n = self.ndim + 1
@@ -524,13 +591,24 @@ class Tensor:
         return self.reshape(self.shape[:axis] + (1,) + self.shape[axis:])
 
     def expand(self, *shape) -> Tensor:
-        shape = tuple(s if s != -1 else self.shape[i - len(shape) + self.ndim]
-                      for i, s in enumerate(_shape(shape)))
-        try:
-            np.broadcast_shapes(self.shape, shape)
-        except ValueError:
-            raise ValueError(f"expand: cannot expand shape {self.shape} to {shape}") from None
-        return ops.Expand.apply(self, shape=shape)
+        """Broadcast to ``shape`` (as varargs or one tuple), sizes aligned from the right;
+        -1 keeps an existing dimension (not allowed for new leading ones), as PyTorch."""
+        sizes = _shape(shape)
+        lead = len(sizes) - self.ndim
+        if lead < 0:
+            raise ValueError(f"expand: {sizes} has fewer dimensions than the tensor's shape {self.shape}")
+        target = []
+        for i, n in enumerate(sizes):
+            if n == -1 and i >= lead:
+                n = self.shape[i - lead]
+            elif n < 0:
+                where = "a new leading dimension" if n == -1 else "a size"
+                raise ValueError(f"expand: {n} is not allowed as {where} (dim {i} of {sizes})")
+            target.append(n)
+        target = tuple(target)
+        if any(old != new and old != 1 for old, new in zip(self.shape, target[lead:])):
+            raise ValueError(f"expand: cannot expand shape {self.shape} to {target}")
+        return ops.Expand.apply(self, shape=target)
 
     def contiguous(self) -> Tensor:
         return self
@@ -544,9 +622,31 @@ class Tensor:
         return ops.GetItem.apply(self, index=index)
 
     def gather(self, dim: int, index: Tensor) -> Tensor:
-        """out[i][j] = self[i][index[i][j]] along ``dim`` (as torch.gather)."""
+        """out[i][j] = self[i][index[i][j]] along ``dim`` (dim 1 here), as torch.gather: ``index``
+        has the input's number of dims and at most its size along the others (the output has the
+        index's shape), and entries in [0, size along ``dim``)."""
         index = index.data if isinstance(index, Tensor) else np.asarray(index)
-        return ops.TakeAlongAxis.apply(self, index=index, axis=self._axis(dim))
+        axis = self._axis(dim)
+        if index.dtype.kind not in "iu":
+            raise TypeError(f"gather: index must hold integers, got dtype {index.dtype}")
+        if self.ndim == 0:
+            return self.reshape(1).gather(0, index.reshape(-1)).reshape(index.shape)
+        if index.ndim != self.ndim or any(i > n for d, (i, n) in enumerate(zip(index.shape, self.shape))
+                                          if d != axis):
+            raise ValueError(f"gather: index of shape {index.shape} does not fit the input of shape "
+                             f"{self.shape} (same number of dims, at most the input's size except along "
+                             f"dim {dim})")
+        if index.size and (int(index.min()) < 0 or int(index.max()) >= self.shape[axis]):
+            raise ValueError(f"gather: index values must be in [0, {self.shape[axis] - 1}] along dim {dim}, "
+                             f"got [{int(index.min())}, {int(index.max())}]")
+        source = self
+        if any(i != n for d, (i, n) in enumerate(zip(index.shape, self.shape)) if d != axis):
+            source = self[tuple(slice(None) if d == axis else slice(0, i) for d, i in enumerate(index.shape))]
+        return ops.TakeAlongAxis.apply(source, index=index, axis=axis)
+
+    def where(self, condition, other) -> Tensor:
+        """``self`` where ``condition``, else ``other`` (PyTorch's method form of :func:`where`)."""
+        return where(condition, self, other)
 
 
 def _shape(shape) -> tuple[int, ...]:
@@ -558,6 +658,24 @@ def _shape(shape) -> tuple[int, ...]:
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool):
             raise TypeError(f"shape entries must be ints, got {shape!r}")
     return tuple(int(n) for n in shape)
+
+
+def _is_real_number(value) -> bool:
+    """An int or float (numpy's too), not a bool."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _tensor_list(op: str, tensors) -> list[Tensor]:
+    """The tensors joined by cat or stack: a non-empty sequence of Tensors."""
+    if isinstance(tensors, Tensor) or not isinstance(tensors, Sequence):
+        raise TypeError(f"{op} expects a list or tuple of Tensors, got {type(tensors).__name__}")
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError(f"{op} needs at least one tensor")
+    for i, t in enumerate(tensors):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{op}: element {i} must be a Tensor, got {type(t).__name__}")
+    return tensors
 
 
 def _array_index(index):
@@ -572,9 +690,11 @@ def _array_index(index):
 # ------------------------------------------------------ functions of tensors
 def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Join tensors along an existing dimension (shapes must agree elsewhere)."""
-    tensors = list(tensors)
-    if not tensors:
-        raise ValueError("cat needs at least one tensor")
+    tensors = _tensor_list("cat", tensors)
+    for i, t in enumerate(tensors):
+        if t.ndim == 0:
+            raise ValueError(f"cat: element {i} is 0-d and has no dimension to join along; "
+                             "stack joins scalars")
     axis = tensors[0]._axis(dim)
     first = tensors[0].shape
     for t in tensors[1:]:
@@ -587,9 +707,7 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
 
 def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Join equal-shaped tensors along a new dimension."""
-    tensors = list(tensors)
-    if not tensors:
-        raise ValueError("stack needs at least one tensor")
+    tensors = _tensor_list("stack", tensors)
     for t in tensors[1:]:
         if t.shape != tensors[0].shape:
             raise ValueError(f"stack: shapes {tensors[0].shape} and {t.shape} differ")

@@ -1,4 +1,8 @@
-"""Basic layers: dense, activations, flatten, dropout, identity."""
+"""Basic layers: dense, activations, flatten, dropout, identity.
+
+Each forwards to ``nn.functional``, which checks its input: a Tensor (of the layer's float
+dtype for Linear), else a TypeError that names the layer.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import math
 
 import tinygrad_cnn.nn.functional as F
 from tinygrad_cnn.nn import init
+from tinygrad_cnn.nn.functional.checks import require_tensor
 from tinygrad_cnn.nn.module import Module, Parameter
 from tinygrad_cnn.tensor import Tensor
 
@@ -49,7 +54,7 @@ class Identity(Module):
 
 class ReLU(Module):
     def forward(self, x: Tensor) -> Tensor:
-        return x.relu()
+        return F.relu(x)
 
 
 class LeakyReLU(Module):
@@ -58,7 +63,7 @@ class LeakyReLU(Module):
         self.negative_slope = negative_slope
 
     def forward(self, x: Tensor) -> Tensor:
-        return x.leaky_relu(self.negative_slope)
+        return F.leaky_relu(x, self.negative_slope)
 
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}"
@@ -66,12 +71,12 @@ class LeakyReLU(Module):
 
 class Sigmoid(Module):
     def forward(self, x: Tensor) -> Tensor:
-        return x.sigmoid()
+        return F.sigmoid(x)
 
 
 class Tanh(Module):
     def forward(self, x: Tensor) -> Tensor:
-        return x.tanh()
+        return F.tanh(x)
 
 
 class Softmax(Module):
@@ -80,7 +85,7 @@ class Softmax(Module):
         self.dim = dim
 
     def forward(self, x: Tensor) -> Tensor:
-        return x.softmax(self.dim)
+        return F.softmax(x, self.dim)
 
 
 class LogSoftmax(Module):
@@ -89,7 +94,7 @@ class LogSoftmax(Module):
         self.dim = dim
 
     def forward(self, x: Tensor) -> Tensor:
-        return x.log_softmax(self.dim)
+        return F.log_softmax(x, self.dim)
 
 
 class Flatten(Module):
@@ -100,7 +105,7 @@ class Flatten(Module):
         self.start_dim, self.end_dim = start_dim, end_dim
 
     def forward(self, x: Tensor) -> Tensor:
-        return x.flatten(self.start_dim, self.end_dim)
+        return require_tensor("Flatten", "input", x).flatten(self.start_dim, self.end_dim)
 
 
 class Dropout(Module):

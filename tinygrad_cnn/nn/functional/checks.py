@@ -24,11 +24,18 @@ def is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
+def require_tensor(fn: str, name: str, value) -> Tensor:
+    """``value`` must be a Tensor (of any dtype: flatten and indexing take labels too)."""
+    if not isinstance(value, Tensor):
+        hint = " (wrap arrays with Tensor(...))" if isinstance(value, (np.ndarray, np.generic, list, tuple)) \
+            else ""
+        raise TypeError(f"{fn}: {name} must be a Tensor, got {type(value).__name__}{hint}")
+    return value
+
+
 def check_tensor(fn: str, name: str, value) -> Tensor:
     """``value`` must be a float32/float64 Tensor."""
-    if not isinstance(value, Tensor):
-        hint = " (wrap arrays with Tensor(...))" if isinstance(value, (np.ndarray, list)) else ""
-        raise TypeError(f"{fn}: {name} must be a Tensor, got {type(value).__name__}{hint}")
+    require_tensor(fn, name, value)
     if value.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{fn}: {name} must be float32 or float64, got {value.dtype}")
     return value

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from tinygrad_cnn import ops
 from tinygrad_cnn.autograd import Function
+from tinygrad_cnn.nn.functional.checks import check_flag, check_float_tensors, check_tensor
 from tinygrad_cnn.random import generator
-from tinygrad_cnn.tensor import Tensor
+from tinygrad_cnn.tensor import Tensor, _is_real_number
 
 
 class Linear(Function):
@@ -31,7 +32,11 @@ class Linear(Function):
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """y = x W^T + b (PyTorch's weight layout: (out_features, in_features))."""
+    """y = x W^T + b (PyTorch's weight layout: (out_features, in_features)).
+
+    x (..., in), weight (out, in), bias (out,): Tensors of one float dtype (a float64 input
+    to float32 weights is a TypeError, as in PyTorch: convert one of them)."""
+    check_float_tensors("linear", input=x, weight=weight, bias=bias)
     if weight.ndim != 2:
         raise ValueError(f"linear: weight must be 2-D (out, in), got shape {weight.shape}")
     if x.ndim == 0 or x.shape[-1] != weight.shape[1]:
@@ -48,8 +53,10 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """Inverted dropout: zero each element with probability p and scale the rest by 1/(1-p),
     so the expected activation is unchanged and evaluation needs no rescaling."""
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+    check_tensor("dropout", "input", x)
+    if not _is_real_number(p) or not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1], got {p!r}")
+    check_flag("dropout", "training", training)
     if not training or p == 0.0:
         return x
     if p == 1.0:

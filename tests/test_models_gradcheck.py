@@ -1,0 +1,192 @@
+"""Every model of the zoo: its gradients against finite differences, its backends against each other.
+
+For each model of ``models.list_models()`` (tests/zoo.py: the same architecture with few
+channels, a tiny float64 input, biases and batch-norm statistics moved off their initial
+values), in eval and in train mode, on the reference backend:
+
+* L = <model(x), c> for a random cotangent c, and ``backward()`` gives dL/dx and dL/dp for
+  every parameter p;
+* each is checked by directional derivatives, (L(v + h u) - L(v - h u)) / 2h, two forward
+  passes per direction u, no autograd involved: one direction moves the input only; the
+  others move the input and every parameter at once, each tensor's part of u scaled by
+  1 / |its gradient| so that every tensor (a bias of 3 numbers as much as a dense layer of
+  millions) contributes about equally and a wrong gradient anywhere shows;
+* the Numba and Cython backends give the same output and the same gradients as the
+  reference backend (|difference| <= 1e-8 |reference| for each tensor, in float64), in both
+  modes where the model has batch norm, in train mode otherwise (the modes then differ only
+  in dropout, which runs no kernel).
+
+Dropout draws the same masks in every pass (the generator is re-seeded before each one).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import settings
+
+import tinygrad_cnn as tc
+from tests import zoo
+from tinygrad_cnn import Tensor, models, nn
+
+# joint directions per model and mode: 1 (dev), 2 (ci), 8 (thorough)
+JOINT_DIRECTIONS = min(8, max(1, settings.default.max_examples // 20))
+THOROUGH = os.environ.get("TINYGRAD_CNN_HYPOTHESIS_PROFILE") == "thorough"
+REQUIRE_COMPILED = os.environ.get("TINYGRAD_CNN_REQUIRE_COMPILED") == "1"
+COMPILED = ("numba", "cython")
+
+
+def loss_and_gradients(model, x: Tensor, cotangent: np.ndarray | None, rng):
+    """L = <model(x), c> (c drawn from ``rng`` if None) and the gradients of L w.r.t. x and
+    every parameter (autograd). Returns (output, c, gradients)."""
+    tensors = [x, *model.parameters()]
+    for t in tensors:
+        t.grad = None
+    tc.manual_seed(0)
+    out = model(x)
+    if cotangent is None:
+        cotangent = rng.standard_normal(out.shape)
+    (out * Tensor(cotangent)).sum().backward()
+    grads = [np.zeros(t.shape) if t.grad is None else t.grad.numpy() for t in tensors]
+    return out.numpy(), cotangent, grads
+
+
+def loss_at(model, tensors, bases, direction, step, cotangent, buffers: dict | None = None) -> float:
+    """L with every tensor moved to base + step * direction (no autograd). ``buffers`` keeps
+    the moved arrays between calls (a fresh 300 MB array per pass costs more than the pass)."""
+    buffers = {} if buffers is None else buffers
+    for i, (t, base, u) in enumerate(zip(tensors, bases, direction)):
+        if u is None:
+            continue
+        moved = buffers.setdefault(i, np.empty_like(base))
+        np.multiply(u, step, out=moved)
+        t.data = np.add(moved, base, out=moved)
+    try:
+        with tc.no_grad():
+            tc.manual_seed(0)
+            return float((model(tensors[0]).numpy() * cotangent).sum())
+    finally:
+        for t, base in zip(tensors, bases):
+            t.data = base
+
+
+def normal(rng, shape) -> np.ndarray:
+    """Random normal entries (float32 draws: twice as fast). A tensor of millions (AlexNet's
+    dense layers) repeats a block of 2^20 draws: any fixed direction is as good a test of a
+    directional derivative, and drawing 57 million numbers per direction is not."""
+    size = int(np.prod(shape))
+    block = rng.standard_normal(min(size, 2**20), dtype=np.float32)
+    return np.resize(block, size).reshape(shape).astype(np.float64)
+
+
+def input_direction(grads, rng):
+    return [normal(rng, grads[0].shape)] + [None] * (len(grads) - 1)
+
+
+def joint_direction(grads, rng):
+    """Every tensor moves, its part scaled by 1 / |its gradient| (at most 1000 times the
+    smallest scale), so that each contributes about equally to the directional derivative."""
+    norms = [float(np.linalg.norm(g)) for g in grads]
+    floor = 1e-3 * max(norms)
+    return [normal(rng, g.shape) / max(n, floor) for g, n in zip(grads, norms)]
+
+
+def directional_mismatch(model, tensors, grads, u, cotangent, rounding: float):
+    """None if autograd and the finite differences agree along u, else a message, or "kink"
+    if the difference quotients at three step sizes disagree among themselves: a kink of a
+    relu, max or pooling within a step of the point, where they are not the derivative.
+    (Moving every weight of a large network at once crosses a few kinks at 1e-6 already;
+    at 1e-8 float64 still resolves the derivative of a tiny network.)
+
+    Tolerance: 1e-6 of sum |g * u| (the size of the terms of the directional derivative)
+    plus ``rounding``, the rounding error of the loss (about 1e-13 of sum |output * c|),
+    divided by the step."""
+    bases = [t.data for t in tensors]
+    analytic = size = 0.0
+    for g, d in zip(grads, u):
+        if d is not None:
+            products = g * d
+            analytic += float(products.sum())
+            size += float(np.abs(products, out=products).sum())
+    largest = max(float(np.abs(d).max()) for d in u if d is not None)
+    estimates, buffers = [], {}
+    for step in (1e-6, 1e-7, 1e-8):  # no element moves by more than `step`
+        h = step / largest
+        estimates.append((loss_at(model, tensors, bases, u, h, cotangent, buffers)
+                          - loss_at(model, tensors, bases, u, -h, cotangent, buffers)) / (2 * h))
+        if abs(analytic - estimates[-1]) <= 1e-6 * size + rounding / h:
+            return None
+    if max(estimates) - min(estimates) > 1e-5 * size + rounding / h:
+        return "kink"
+    return f"autograd's directional derivative {analytic:.12g}, finite differences {estimates}"
+
+
+def check_finite_differences(model, x: Tensor, out, cotangent, grads, rng, name: str) -> None:
+    tensors = [x, *model.parameters()]
+    rounding = 1e-13 * float(np.abs(out * cotangent).sum())
+    # fewer joint directions for the full-size ImageNet networks (each pass costs a second)
+    joint = JOINT_DIRECTIONS if model.num_parameters() < 10**6 else max(1, JOINT_DIRECTIONS // 2)
+    plan = [("the input", input_direction)] + [(f"joint direction {k}", joint_direction)
+                                               for k in range(joint)]
+    for what, draw in plan:
+        for _ in range(3):  # a direction that crosses a kink is replaced by another one
+            mismatch = directional_mismatch(model, tensors, grads, draw(grads, rng), cotangent, rounding)
+            if mismatch != "kink":
+                break
+        assert mismatch is None, f"{name}, {what}: {mismatch}"
+
+
+def compiled_backends():
+    for backend in COMPILED:
+        try:
+            with tc.use_backend(backend):
+                pass
+        except RuntimeError as error:
+            if REQUIRE_COMPILED:
+                pytest.fail(f"TINYGRAD_CNN_REQUIRE_COMPILED=1 but {error}")
+            continue
+        yield backend
+
+
+def has_batch_norm(model) -> bool:
+    return any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) for m in model.modules())
+
+
+@pytest.mark.parametrize("name", models.list_models())
+def test_model_gradients_match_finite_differences_and_backends_agree(name):
+    if name in zoo.FULL_SIZE_ONLY and not THOROUGH:
+        pytest.skip(f"{name} is checked at full size (7 GB in float64) under the thorough profile only; "
+                    "its convolutions and its head are checked by vgg*_cifar and alexnet")
+    model = zoo.tiny_model(name)
+    norm = has_batch_norm(model)
+    # train-mode batch norm needs a batch; without it one image does (AlexNet's and VGG's cost)
+    x = Tensor(zoo.tiny_input(name, batch=2 if norm else 1), requires_grad=True)
+    rng = np.random.default_rng(7)
+    for training in (False, True):
+        model.train(training)
+        mode = f"{name} ({'train' if training else 'eval'} mode)"
+        with tc.use_backend("reference"):
+            reference = loss_and_gradients(model, x, None, rng)
+            cotangent = reference[1]
+            check_finite_differences(model, x, reference[0], cotangent, reference[2], rng, mode)
+        # without batch norm the modes differ only in dropout, which calls no kernel
+        for backend in compiled_backends() if norm or training else ():
+            with tc.use_backend(backend):
+                got = loss_and_gradients(model, x, cotangent, rng)
+            names = ["the output"] + [f"the gradient of {n}" for n in ["the input"] + [
+                n for n, _ in model.named_parameters()]]
+            for what, g, r in zip(names, [got[0], *got[2]], [reference[0], *reference[2]]):
+                error, size = float(np.linalg.norm(g - r)), float(np.linalg.norm(r))
+                assert error <= 1e-8 * size + 1e-12, (
+                    f"{mode}, {what} on {backend}: |difference| {error:.3g} for |reference| {size:.3g}")
+
+
+@pytest.mark.parametrize("name", zoo.BUILT_FROM_THE_CLASS)
+def test_tiny_models_have_the_layout_of_the_named_model(name):
+    assert zoo.same_layout(name)
+
+
+def test_the_zoo_covers_every_model():
+    assert sorted(zoo.TINY) == models.list_models()

@@ -1,0 +1,98 @@
+"""Every model of ``models.list_models()`` at a tiny size, for the gradient and parity checks.
+
+A gradient check needs the model's graph, not its width: each entry builds the named
+architecture (same layers, same blocks, same joins) with as few channels as its class allows
+and the smallest input it accepts. Where the builder of a name has no width option the entry
+calls the class the builder calls, with the builder's layout and a smaller width, and
+:func:`same_layout` proves that the tiny model has the named model's modules, name for name
+and type for type. AlexNet's and VGG's ImageNet classes have no width option: they are
+checked at full size (their dense layers dominate the cost of these tests; VGG's only under
+the thorough profile, see FULL_SIZE_ONLY).
+
+:func:`prepared` converts a model to float64 and moves every bias, batch-norm scale and
+shift and running statistic off its initial value (zeros and ones), so that no unit sits
+exactly on a ReLU kink and eval-mode batch norm is not the identity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+import tinygrad_cnn as tc
+from tinygrad_cnn import models, nn
+
+CLASSES = 3
+
+# name: (build the tiny model, input shape (C, H, W), build it as the builder of ``name`` does)
+TINY: dict[str, tuple[Callable[[], nn.Module], tuple[int, int, int]]] = {
+    "lenet5": (lambda: models.lenet5(num_classes=CLASSES), (1, 28, 28)),
+    "alexnet": (lambda: models.alexnet(num_classes=CLASSES), (3, 63, 63)),
+    "alexnet_original": (lambda: models.alexnet_original(num_classes=CLASSES), (3, 227, 227)),
+    "alexnet_small": (lambda: models.alexnet_small(num_classes=CLASSES), (3, 32, 32)),
+    "vgg11": (lambda: models.vgg11(num_classes=CLASSES), (3, 32, 32)),
+    "vgg16": (lambda: models.vgg16(num_classes=CLASSES), (3, 32, 32)),
+    "vgg11_cifar": (lambda: models.get_model("vgg11_cifar", num_classes=CLASSES, width=1 / 16), (3, 32, 32)),
+    "vgg16_cifar": (lambda: models.get_model("vgg16_cifar", num_classes=CLASSES, width=1 / 16), (3, 32, 32)),
+    "resnet18": (lambda: models.ResNet(nn.BasicBlock, [2, 2, 2, 2], CLASSES, width=2), (3, 32, 32)),
+    "resnet34": (lambda: models.ResNet(nn.BasicBlock, [3, 4, 6, 3], CLASSES, width=2), (3, 32, 32)),
+    "resnet50": (lambda: models.ResNet(nn.Bottleneck, [3, 4, 6, 3], CLASSES, width=2), (3, 32, 32)),
+    "resnet20": (lambda: models.CifarResNet(20, CLASSES, width=2), (3, 8, 8)),
+    "resnet32": (lambda: models.CifarResNet(32, CLASSES, width=2), (3, 8, 8)),
+    "resnet56": (lambda: models.CifarResNet(56, CLASSES, width=2), (3, 8, 8)),
+    "inception_small": (lambda: models.inception_small(CLASSES, width=1 / 16), (3, 8, 8)),
+    "unet_small": (lambda: models.unet_small(num_classes=CLASSES, base_channels=2), (1, 8, 8)),
+    "densenet121": (lambda: models.DenseNet(2, (6, 12, 24, 16), 4, num_classes=CLASSES), (3, 32, 32)),
+    "densenet_small": (lambda: models.densenet_small(CLASSES, growth_rate=2), (3, 8, 8)),
+    "mobilenet_v1": (lambda: models.mobilenet_v1(CLASSES, width_mult=1 / 16), (3, 32, 32)),
+    "mobilenet_small": (lambda: models.mobilenet_small(CLASSES, width_mult=1 / 16), (3, 8, 8)),
+}
+
+# VGG's ImageNet layout has no width option and a 25088 x 4096 dense layer: about 7 GB and half a
+# minute of CPU per gradient check in float64, so it runs under the thorough profile only. Its
+# parts are checked in every run: its convolutions are vgg*_cifar's (make_layers), its head
+# (adaptive pooling, dropout, dense layers) is AlexNet's, which is checked at full size.
+FULL_SIZE_ONLY = ("vgg11", "vgg16")
+
+# the entries that call a class directly (not the builder of their name): checked by same_layout
+BUILT_FROM_THE_CLASS = ("resnet18", "resnet34", "resnet50", "resnet20", "resnet32", "resnet56", "densenet121")
+
+
+def layout(model: nn.Module) -> list[tuple[str, str]]:
+    """(name, type) of every module: the architecture without its widths."""
+    return [(name, type(module).__name__) for name, module in model.named_modules()]
+
+
+def same_layout(name: str) -> bool:
+    return layout(TINY[name][0]()) == layout(models.get_model(name, num_classes=CLASSES))
+
+
+def prepared(model: nn.Module, seed: int = 0) -> nn.Module:
+    """float64, with biases, batch-norm affine parameters and running statistics moved off
+    their initial values (see the module docstring)."""
+    rng = np.random.default_rng(seed)
+    model.double()
+    for module in model.modules():
+        is_norm = isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))
+        for name, tensor in list(module._parameters.items()) + list(module._buffers.items()):
+            if tensor is None or tensor.dtype.kind != "f":
+                continue
+            if name == "bias":
+                tensor.data = rng.normal(0.0, 0.2, tensor.shape)
+            elif is_norm and name in ("weight", "running_var"):
+                tensor.data = rng.uniform(0.5, 1.5, tensor.shape)
+            elif is_norm and name == "running_mean":
+                tensor.data = rng.normal(0.0, 0.2, tensor.shape)
+    return model
+
+
+def tiny_model(name: str, seed: int = 0) -> nn.Module:
+    """The prepared tiny model called ``name`` (the same weights for the same seed)."""
+    tc.manual_seed(seed)
+    return prepared(TINY[name][0](), seed)
+
+
+def tiny_input(name: str, batch: int = 2, seed: int = 1) -> np.ndarray:
+    """A float64 input batch for the tiny model called ``name``."""
+    return np.random.default_rng(seed).standard_normal((batch, *TINY[name][1]))
