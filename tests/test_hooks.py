@@ -17,7 +17,7 @@ def test_forward_hook_sees_input_and_output_and_is_removable():
     layer = nn.Linear(3, 2)
     seen = []
     handle = layer.register_forward_hook(lambda m, args, out: seen.append((m, args, out)))
-    x = Tensor(np.ones((4, 3)))
+    x = Tensor(np.ones((4, 3), np.float32))
     y = layer(x)
     assert len(seen) == 1 and seen[0][0] is layer and seen[0][1][0] is x and seen[0][2] is y
     handle.remove()
@@ -54,7 +54,7 @@ def test_backward_hook_on_a_first_layer_whose_input_needs_no_gradient():
     layer = nn.Linear(3, 2)
     calls = []
     layer.register_full_backward_hook(lambda m, gi, go: calls.append((gi, go)))
-    layer(Tensor(np.ones((1, 3)))).sum().backward()
+    layer(Tensor(np.ones((1, 3), np.float32))).sum().backward()
     assert calls[0][0] == (None,) and calls[0][1][0].shape == (1, 2)
 
 
@@ -63,18 +63,18 @@ def test_backward_hooks_fire_in_reverse_order_and_can_replace_grad_input():
     order = []
     for name, m in model.named_children():
         m.register_full_backward_hook(lambda m, gi, go, name=name: order.append(name))
-    model(Tensor(np.ones((2, 3)))).sum().backward()
+    model(Tensor(np.ones((2, 3), np.float32))).sum().backward()
     assert order == ["2", "1", "0"]
     model.zero_grad()
     # zero the gradient that leaves the ReLU: nothing reaches the first layer's weights
     model[1].register_full_backward_hook(lambda m, gi, go: (gi[0] * 0,))
-    model(Tensor(np.ones((2, 3)))).sum().backward()
+    model(Tensor(np.ones((2, 3), np.float32))).sum().backward()
     assert not model[0].weight.grad.numpy().any() and model[2].weight.grad.numpy().any()
 
 
 def test_backward_pre_hook_sees_and_replaces_grad_output():
     layer = nn.Linear(3, 2)
-    x = Tensor(np.ones((1, 3)), requires_grad=True)
+    x = Tensor(np.ones((1, 3), np.float32), requires_grad=True)
     layer.register_full_backward_pre_hook(lambda m, go: (go[0] * 0,))
     layer(x).sum().backward()
     assert not x.grad.numpy().any()
@@ -99,12 +99,12 @@ def test_backward_hooks_are_skipped_without_a_graph_and_checked():
     layer = nn.Linear(3, 2)
     layer.register_full_backward_hook(lambda m, gi, go: None)
     with no_grad():
-        assert layer(Tensor(np.ones((1, 3)))).requires_grad is False
+        assert layer(Tensor(np.ones((1, 3), np.float32))).requires_grad is False
     with pytest.raises(TypeError, match="callable"):
         layer.register_forward_hook("not a function")
     bad = nn.Linear(3, 2)
-    bad.register_full_backward_hook(lambda m, gi, go: (Tensor(np.ones(5)),))
-    x = Tensor(np.ones((1, 3)), requires_grad=True)
+    bad.register_full_backward_hook(lambda m, gi, go: (Tensor(np.ones(5, np.float32)),))
+    x = Tensor(np.ones((1, 3), np.float32), requires_grad=True)
     with pytest.raises(ValueError, match="shape"):
         bad(x).sum().backward()
 
@@ -141,7 +141,7 @@ def test_requires_grad_freezes_a_sub_tree_and_returns_it():
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
     assert model[0].requires_grad_(False) is model[0]
     assert [p.requires_grad for p in model.parameters()] == [False, False, True, True]
-    model(Tensor(np.ones((2, 3)))).sum().backward()
+    model(Tensor(np.ones((2, 3), np.float32))).sum().backward()
     assert model[0].weight.grad is None and model[2].weight.grad is not None
     assert model.num_parameters(trainable_only=True) == 4 * 2 + 2
     assert model[0].weight.requires_grad_() is model[0].weight and model[0].weight.requires_grad
@@ -154,7 +154,7 @@ def test_replacing_a_layer_keeps_its_place():
     model[0] = nn.Linear(3, 4)
     model[-1] = head = nn.Linear(4, 5)
     assert [type(m).__name__ for m in model] == ["Linear", "ReLU", "Linear"] and model[2] is head
-    assert model(Tensor(np.ones((1, 3)))).shape == (1, 5)
+    assert model(Tensor(np.ones((1, 3), np.float32))).shape == (1, 5)
     assert list(model.state_dict())[:2] == ["0.weight", "0.bias"]
     with pytest.raises(IndexError, match="out of range"):
         model[3] = nn.ReLU()

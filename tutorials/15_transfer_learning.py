@@ -31,6 +31,7 @@
 
 # %%
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,8 @@ parser.add_argument("--mnist", default=None,
                     help="folder with the MNIST IDX files (default: ../shared/data/mnist)")
 parser.add_argument("--seeds", type=int, default=None,
                     help="how many draws of the 250 labelled images to average over (default: 2; quick: 1)")
-args, _ = parser.parse_known_args()  # parse_known_args: Jupyter passes its own flags
+# the Jupyter kernel's own flags (-f kernel-<id>.json) are in sys.argv: parse_known_args skips them.
+args = parser.parse_known_args()[0] if "ipykernel" in sys.modules else parser.parse_args()
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 OUT = Path(args.out) if args.out else HERE / "out"
 OUT.mkdir(parents=True, exist_ok=True)

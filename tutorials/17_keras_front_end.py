@@ -30,6 +30,7 @@
 
 # %%
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,8 @@ parser.add_argument("--quick", action="store_true", help="small sizes, for the t
 parser.add_argument("--out", default=None, help="folder for the pictures (default: tutorials/out)")
 parser.add_argument("--mnist", default=None,
                     help="folder with MNIST's IDX files (default: the bundled digits)")
-args, _ = parser.parse_known_args()  # parse_known_args: Jupyter passes its own flags
+# the Jupyter kernel's own flags (-f kernel-<id>.json) are in sys.argv: parse_known_args skips them.
+args = parser.parse_known_args()[0] if "ipykernel" in sys.modules else parser.parse_args()
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 OUT = Path(args.out) if args.out else HERE / "out"
 OUT.mkdir(parents=True, exist_ok=True)

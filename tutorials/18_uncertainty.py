@@ -37,6 +37,7 @@
 
 # %%
 import argparse
+import sys
 import math
 from pathlib import Path
 
@@ -50,7 +51,8 @@ from tinygrad_cnn.data import transforms
 parser = argparse.ArgumentParser(description="Tutorial 18: Monte Carlo dropout and calibration")
 parser.add_argument("--quick", action="store_true", help="small sizes, for the test suite")
 parser.add_argument("--out", default=None, help="folder for the pictures (default: tutorials/out)")
-args, _ = parser.parse_known_args()  # parse_known_args: Jupyter passes its own flags
+# the Jupyter kernel's own flags (-f kernel-<id>.json) are in sys.argv: parse_known_args skips them.
+args = parser.parse_known_args()[0] if "ipykernel" in sys.modules else parser.parse_args()
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 OUT = Path(args.out) if args.out else HERE / "out"
 OUT.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@
 
 # %%
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,8 @@ from tinygrad_cnn import unsupervised as U
 parser = argparse.ArgumentParser(description="Tutorial 20: kernels without supervised training")
 parser.add_argument("--quick", action="store_true", help="small sizes, for the test suite")
 parser.add_argument("--out", default=None, help="folder for the pictures (default: tutorials/out)")
-args, _ = parser.parse_known_args()  # parse_known_args: Jupyter passes its own flags
+# the Jupyter kernel's own flags (-f kernel-<id>.json) are in sys.argv: parse_known_args skips them.
+args = parser.parse_known_args()[0] if "ipykernel" in sys.modules else parser.parse_args()
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 OUT = Path(args.out) if args.out else HERE / "out"
 OUT.mkdir(parents=True, exist_ok=True)

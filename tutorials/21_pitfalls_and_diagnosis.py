@@ -22,6 +22,7 @@
 
 # %%
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,8 @@ parser = argparse.ArgumentParser(description="Tutorial 21: common pitfalls and t
 parser.add_argument("--quick", action="store_true", help="small sizes, for the test suite")
 parser.add_argument("--out", default=None, help="folder for the pictures (default: tutorials/out)")
 parser.add_argument("--seed", type=int, default=0, help="seed of the initialisations and the batch order")
-args, _ = parser.parse_known_args()  # parse_known_args: Jupyter passes its own flags
+# the Jupyter kernel's own flags (-f kernel-<id>.json) are in sys.argv: parse_known_args skips them.
+args = parser.parse_known_args()[0] if "ipykernel" in sys.modules else parser.parse_args()
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 OUT = Path(args.out) if args.out else HERE / "out"
 OUT.mkdir(parents=True, exist_ok=True)
