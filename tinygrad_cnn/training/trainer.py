@@ -12,6 +12,14 @@ norm with running statistics) without building a graph. ``Trainer`` adds what th
 samples per second, a ``history`` of every epoch's metrics, callbacks (early stopping,
 checkpoints, CSV and TensorBoard logs, learning-rate schedules) and checkpoints from which a
 run continues exactly.
+
+``Trainer(..., distributed=True)`` trains data-parallel over the processes of an MPI run
+(``mpirun -n W``; see :mod:`tinygrad_cnn.distributed`): the model is wrapped in
+``DistributedDataParallel``, each process reads its share of every batch (``shard_loader``)
+and averages gradients after backward, epoch metrics are summed over all processes (so every
+process logs, stops early and schedules alike), and only rank 0 shows progress, prints,
+runs the callbacks that write files and writes checkpoints. ``batch_size`` is per process.
+In a single process it trains exactly as without the option.
 """
 
 from __future__ import annotations
@@ -88,6 +96,15 @@ class _MetricState:
             pairs = target.ravel() * k + predicted.ravel()
             self.confusion += np.bincount(pairs, minlength=k * k).reshape(k, k)
 
+    def reduce_across_processes(self, world) -> None:
+        """Sum the running sums of every process of ``world`` (in rank order, so all get the same)."""
+        states = world.all_gather_object((self.loss_sum, self.samples, self.correct, self.counted,
+                                          self.confusion))
+        self.loss_sum = sum(s[0] for s in states)
+        self.samples, self.correct, self.counted = (sum(s[i] for s in states) for i in (1, 2, 3))
+        confusions = [s[4] for s in states if s[4] is not None]
+        self.confusion = sum(confusions[1:], confusions[0].copy()) if confusions else None
+
     def result(self) -> dict[str, float]:
         out = {"loss": self.loss_sum / max(self.samples, 1)}
         if "accuracy" in self.metrics and self.counted:
@@ -108,7 +125,7 @@ def mean_iou(confusion: np.ndarray) -> float:
 
 class Trainer:
     """``Trainer(model, optimizer, loss_fn=F.cross_entropy, metrics=("accuracy",),
-    callbacks=(), scheduler=None, progress=True, device="cpu")``.
+    callbacks=(), scheduler=None, progress=True, device="cpu", distributed=False)``.
 
     * ``fit(train, epochs, validation_data=None, initial_epoch=0) -> History``
     * ``evaluate(data) -> {"loss": ..., "accuracy": ...}``; ``predict(data) -> logits``
@@ -118,13 +135,18 @@ class Trainer:
     ``batch_size``, shuffled with ``seed``; give a seed, or a seeded DataLoader, for a run that
     resumes exactly). ``metrics``: ``"accuracy"`` (per image, or per pixel for segmentation)
     and ``"iou"`` (mean intersection over union). ``scheduler`` (e.g. ``optim.StepLR``) is
-    stepped after every epoch and saved in checkpoints.
+    stepped after every epoch and saved in checkpoints. ``distributed``: data-parallel over
+    the processes of an MPI run (see the module text); ``model`` may also be a
+    ``DistributedDataParallel`` already.
     """
 
     def __init__(self, model: Module, optimizer: Optimizer | None = None, loss_fn: Callable | None = None,
                  metrics: Sequence[str] = ("accuracy",), callbacks: Iterable[Callback] = (),
                  scheduler=None, progress: bool = True, device: str = "cpu", batch_size: int = 32,
-                 seed: int | None = None, info: dict | None = None) -> None:
+                 seed: int | None = None, info: dict | None = None, distributed: bool = False) -> None:
+        self.distributed, self.ddp, self.world = bool(distributed), None, None
+        if self.distributed:
+            model, progress, callbacks = self._setup_distributed(model, device, progress, callbacks)
         if not isinstance(model, Module):
             raise TypeError(f"Trainer: model must be an nn.Module, got {type(model).__name__}")
         if optimizer is not None and not isinstance(optimizer, Optimizer):
@@ -145,6 +167,29 @@ class Trainer:
         self.info = dict(info or {})
         self.stop_training = False
 
+    def _setup_distributed(self, model, device: str, progress: bool, callbacks: Iterable[Callback]):
+        """Join the MPI world and wrap the model; returns (plain model, progress, callbacks)."""
+        from tinygrad_cnn import distributed as dist
+
+        self.world = dist.init()
+        if isinstance(model, dist.DistributedDataParallel):
+            self.ddp = model
+        elif isinstance(model, Module):
+            self.ddp = dist.DistributedDataParallel(model.to(device))
+        else:
+            return model, progress, callbacks  # the type check in __init__ explains
+        main = self.world.rank == 0
+        callbacks = [c for c in callbacks if main or not getattr(c, "rank_zero_only", False)]
+        return self.ddp.module, progress and main, callbacks
+
+    def _shard(self, loader: DataLoader, train: bool) -> DataLoader:
+        """This process's share of ``loader`` when distributed (training: equal padded shares)."""
+        if not self.distributed:
+            return loader
+        from tinygrad_cnn.distributed import shard_loader
+
+        return shard_loader(loader, pad=train)
+
     # ----------------------------------------------------------------- data
     def _loader(self, data, shuffle: bool, name: str) -> DataLoader:
         if isinstance(data, DataLoader):
@@ -163,10 +208,12 @@ class Trainer:
     # ------------------------------------------------------------------ fit
     def train_step(self, x: Tensor, y: Tensor) -> tuple[float, np.ndarray]:
         """One step of gradient descent on a batch; returns (loss, logits)."""
-        logits = self.model(x)
+        logits = (self.ddp if self.ddp is not None else self.model)(x)
         loss = self.loss_fn(logits, y)
         self.optimizer.zero_grad()
         loss.backward()
+        if self.ddp is not None:  # average the gradients over the processes before the step
+            self.ddp.allreduce_gradients()
         self.optimizer.step()
         return loss.item(), logits.numpy()
 
@@ -178,7 +225,7 @@ class Trainer:
             raise ValueError(f"Trainer.fit: epochs must be a positive int, got {epochs!r}")
         if not 0 <= initial_epoch <= epochs:
             raise ValueError(f"Trainer.fit: initial_epoch {initial_epoch} must be in [0, epochs={epochs}]")
-        loader = self._loader(train_data, True, "train_data")
+        loader = self._shard(self._loader(train_data, True, "train_data"), train=True)
         val_loader = None
         if validation_data is not None:
             val_loader = self._loader(validation_data, False, "validation_data")
@@ -199,6 +246,8 @@ class Trainer:
                 self.scheduler.step()
             for c in self.callbacks:
                 c.on_epoch_end(epoch, logs)
+            if self.distributed:  # rank 0 decides, so no process leaves the loop alone
+                self.stop_training = self.world.broadcast_object(self.stop_training)
             if self.progress:
                 shown = "  ".join(f"{k} {v:.4g}" for k, v in logs.items())
                 print(f"epoch {epoch + 1}/{epochs}  {shown}", file=sys.stderr)
@@ -230,12 +279,14 @@ class Trainer:
                 bar.update(1)
                 for c in self.callbacks:
                     c.on_batch_end(batch, {"loss": loss})
+        if self.distributed:
+            state.reduce_across_processes(self.world)
         return state.result()
 
     # ------------------------------------------------------------- evaluate
     def evaluate(self, data) -> dict[str, float]:
         """Mean loss and metrics over ``data`` in evaluation mode, without gradients."""
-        loader = self._loader(data, False, "data")
+        loader = self._shard(self._loader(data, False, "data"), train=False)
         was_training = self.model.training
         self.model.eval()
         state = _MetricState(self.metrics)
@@ -247,6 +298,8 @@ class Trainer:
                     state.update(self.loss_fn(logits, y).item(), logits.numpy(), y.numpy())
         finally:
             self.model.train(was_training)
+        if self.distributed:
+            state.reduce_across_processes(self.world)
         return state.result()
 
     def predict(self, data) -> np.ndarray:
@@ -270,7 +323,9 @@ class Trainer:
     def save_checkpoint(self, path: str | os.PathLike, epoch: int | None = None,
                         info: dict | None = None) -> None:
         """Model, optimizer, scheduler, RNG and history at the end of epoch ``epoch``
-        (default: the number of epochs trained so far)."""
+        (default: the number of epochs trained so far). Distributed: rank 0 alone writes."""
+        if self.distributed and self.world.rank != 0:
+            return
         epoch = len(self.history) if epoch is None else epoch
         ckpt.save_checkpoint(path, self.model, self.optimizer, self.scheduler, epoch=epoch,
                              history=self.history.to_dict(), info={**self.info, **(info or {})})
@@ -279,6 +334,8 @@ class Trainer:
         """Load a checkpoint written by ``save_checkpoint``; returns the epoch to continue
         from: ``fit(data, epochs, initial_epoch=trainer.resume(path))``."""
         meta = ckpt.load_checkpoint(path, self.model, self.optimizer, self.scheduler)
+        if self.ddp is not None:  # every process read the file; make sure they hold rank 0's state
+            self.ddp.broadcast_state()
         saved = meta.get("history") or {}
         self.history = History(saved.get("history"), saved.get("epoch"))
         return int(meta["epoch"])
