@@ -5,12 +5,17 @@
     tinygrad-cnn train --dataset mnist --data-dir ../shared/data/mnist
     tinygrad-cnn evaluate --checkpoint runs/lenet5-digits/checkpoint.npz
     tinygrad-cnn summary --model resnet20
+    tinygrad-cnn train --processes 2            data-parallel on 2 processes (starts mpirun)
 
 ``train`` shows progress bars, prints the test accuracy and writes to ``--output`` (default
 ``runs/<model>-<dataset>``): ``checkpoint.npz`` (the atomic checkpoint of the latest epoch),
 ``history.csv`` and ``training_curves.png``. Bad input (an unknown model, a missing or
 corrupt dataset file, a checkpoint of another model) ends with one line on stderr and exit
 code 2, before anything is written.
+
+Data-parallel training: ``tinygrad-cnn train --processes N`` starts ``mpirun -n N`` on
+itself (``--hostfile`` for several machines); ``mpirun -n N tinygrad-cnn train ...`` works
+too. ``--batch-size`` is per process; rank 0 prints and writes the files.
 """
 
 from __future__ import annotations
@@ -63,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--tensorboard", action="store_true",
                        help="also write TensorBoard logs (tensorboardX)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.add_argument("--processes", type=int, default=None,
+                       help="train data-parallel on N MPI processes (starts mpirun; needs "
+                            "pip install 'tinygrad_cnn[distributed]'); --batch-size is per process")
+    train.add_argument("--hostfile", default=None,
+                       help="with --processes: the MPI hostfile listing the machines to run on")
 
     evaluate = commands.add_parser("evaluate", help="score a checkpoint on a dataset's test split")
     evaluate.add_argument("--checkpoint", required=True)
@@ -212,6 +222,33 @@ def _loader(args, data, input_shape, train: bool, augment: bool = False):
 
 
 # ------------------------------------------------------------------ commands
+def _without_options(argv: list[str], names: tuple[str, ...]) -> list[str]:
+    """``argv`` less the options ``names`` and their values (``--name V`` or ``--name=V``)."""
+    kept, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token in names:
+            skip = True
+        elif not token.startswith(tuple(f"{name}=" for name in names)):
+            kept.append(token)
+    return kept
+
+
+def _join_processes(args: argparse.Namespace):
+    """Under mpirun: join the MPI world (before Numba loads, so its threads get this process's
+    share of the cores); returns the world, or None for a plain single-process run."""
+    from tinygrad_cnn import distributed
+
+    if not distributed.launched_by_mpi():
+        return None
+    world = distributed.init()
+    if args.processes is not None and args.processes != world.size:
+        raise ValueError(f"--processes {args.processes} under an mpirun that started {world.size}; "
+                         "leave --processes out when you start mpirun yourself")
+    return world
+
+
 def train(args: argparse.Namespace) -> float:
     """Train, print the test accuracy and write checkpoint, history and curves; returns the accuracy."""
     import tinygrad_cnn as tc
@@ -219,6 +256,9 @@ def train(args: argparse.Namespace) -> float:
 
     _check_positive(epochs=args.epochs, batch_size=args.batch_size, limit=args.limit, lr=args.lr,
                     patience=args.patience)
+    world = _join_processes(args)
+    main_process = world is None or world.rank == 0
+    show = print if main_process else (lambda *_, **__: None)  # rank 0 speaks for all
     _setup(args)
     tc.manual_seed(args.seed)
     key = args.model.lower().replace("-", "_")
@@ -227,7 +267,7 @@ def train(args: argparse.Namespace) -> float:
     input_shape = _input_shape(key, args.dataset)
     train_data, test_data, num_classes, note = load_data(args, key, input_shape)
     if note:
-        print(note)
+        show(note)
     key, model = _build_model(key, num_classes, input_shape[0])
     train_loader = _loader(args, train_data, input_shape, train=True, augment=args.augment)
     test_loader = _loader(args, test_data, input_shape, train=False)
@@ -254,24 +294,27 @@ def train(args: argparse.Namespace) -> float:
         callbacks.append(training.TensorBoard(output / "tensorboard"))
     metrics = ("accuracy", "iou") if segmentation else ("accuracy",)
     trainer = training.Trainer(model, optimizer, metrics=metrics, callbacks=callbacks, scheduler=scheduler,
-                               progress=not args.no_progress, device=args.device, info=info)
+                               progress=not args.no_progress, device=args.device, info=info,
+                               distributed=world is not None)
     initial_epoch = trainer.resume(args.resume) if args.resume else 0
     if initial_epoch >= args.epochs:
         raise ValueError(f"--resume: the checkpoint has already trained {initial_epoch} epochs; "
                          f"ask for more with --epochs (now {args.epochs})")
-    print(f"training {key} ({model.num_parameters():,} parameters) on {args.dataset}: "
-          f"{len(train_loader.dataset)} training and {len(test_loader.dataset)} test images, "
-          f"{args.epochs} epochs, {args.optimizer} lr {lr:g}, batch {args.batch_size}")
+    processes = f" per process x {world.size} processes" if world is not None else ""
+    show(f"training {key} ({model.num_parameters():,} parameters) on {args.dataset}: "
+         f"{len(train_loader.dataset)} training and {len(test_loader.dataset)} test images, "
+         f"{args.epochs} epochs, {args.optimizer} lr {lr:g}, batch {args.batch_size}{processes}")
     start = time.perf_counter()
     history = trainer.fit(train_loader, args.epochs, test_loader, initial_epoch=initial_epoch)
     elapsed = time.perf_counter() - start
     scores = trainer.evaluate(test_loader)
-    history.plot(output / "training_curves.png", title=f"{key} on {args.dataset}")
+    if main_process:
+        history.plot(output / "training_curves.png", title=f"{key} on {args.dataset}")
     accuracy = scores["accuracy"]
     extra = f", mean IoU {scores['iou']:.4f}" if "iou" in scores else ""
-    print(f"test accuracy {accuracy:.4f}{extra} on {len(test_loader.dataset)} images "
-          f"({elapsed:.1f} s training)")
-    print(f"wrote {checkpoint_path}, {output / 'history.csv'}, {output / 'training_curves.png'}")
+    show(f"test accuracy {accuracy:.4f}{extra} on {len(test_loader.dataset)} images "
+         f"({elapsed:.1f} s training)")
+    show(f"wrote {checkpoint_path}, {output / 'history.csv'}, {output / 'training_curves.png'}")
     return accuracy
 
 
@@ -324,6 +367,13 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:  # argparse already printed its message
         return int(exit_.code or 0)
     try:
+        if args.command == "train" and args.processes is not None and not _launched_by_mpi():
+            from tinygrad_cnn.distributed.launch import launch
+
+            _check_positive(processes=args.processes)
+            given = list(sys.argv[1:] if argv is None else argv)
+            rest = _without_options(given, ("--processes", "--hostfile"))
+            return launch(args.processes, rest, args.hostfile)
         if args.command == "train":
             train(args)
         elif args.command == "evaluate":
@@ -332,9 +382,34 @@ def main(argv: list[str] | None = None) -> int:
             show_summary(args)
     except (ValueError, TypeError, FileNotFoundError, RuntimeError, OSError, ImportError,
             FloatingPointError) as error:
-        print(f"tinygrad-cnn: error: {error}", file=sys.stderr)
+        print(f"tinygrad-cnn: error{_rank_of()}: {error}", file=sys.stderr)
+        _stop_other_processes(2)
         return 2
     except KeyboardInterrupt:
         print("tinygrad-cnn: interrupted", file=sys.stderr)
+        _stop_other_processes(130)
         return 130
     return 0
+
+
+def _launched_by_mpi() -> bool:
+    from tinygrad_cnn.distributed import launched_by_mpi
+
+    return launched_by_mpi()
+
+
+def _rank_of() -> str:
+    """`` (rank r of W)`` in a multi-process run, else nothing."""
+    from tinygrad_cnn import distributed
+
+    if distributed.is_initialized() and distributed.get_world_size() > 1:
+        return f" (rank {distributed.get_rank()} of {distributed.get_world_size()})"
+    return ""
+
+
+def _stop_other_processes(code: int) -> None:
+    """A process that stops must stop the others, which would wait for it for ever."""
+    from tinygrad_cnn import distributed
+
+    if distributed.is_initialized():
+        distributed.abort(code)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from equivalence_model import CLASSES, network  # beside this script
 
 import tinygrad_cnn as tc
 import tinygrad_cnn.nn.functional as F
@@ -22,17 +23,7 @@ from tinygrad_cnn.training import checkpoint as ckpt
 OUT = Path(sys.argv[1])
 world = dist.init()
 assert world.size == 2, f"run me with mpirun -n 2, got a world of {world.size}"
-B, STEPS, CLASSES = 6, 3, 3
-
-
-def network(seed: int, width: int = 4) -> nn.Module:
-    """A small CNN with BatchNorm2d and BatchNorm1d, in float64."""
-    tc.manual_seed(seed)
-    model = nn.Sequential(
-        nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width, momentum=None), nn.ReLU(),
-        nn.Flatten(), nn.Linear(width * 16, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, CLASSES))
-    return model.double()
+B, STEPS = 6, 3
 
 
 class WithUnusedLayer(nn.Module):

@@ -35,16 +35,16 @@ from tinygrad_cnn.distributed.world import (
     abort,
     barrier,
     get_rank,
+    get_world,
     get_world_size,
     init,
     is_initialized,
     is_main_process,
     launched_by_mpi,
-    world,
 )
 
 __all__ = [
     "init", "is_initialized", "get_rank", "get_world_size", "is_main_process", "barrier", "abort",
-    "world", "World", "launched_by_mpi", "DistributedDataParallel", "DistributedSampler",
+    "get_world", "World", "launched_by_mpi", "DistributedDataParallel", "DistributedSampler",
     "DistributedLoader", "shard_loader",
 ]

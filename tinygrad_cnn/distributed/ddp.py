@@ -101,7 +101,8 @@ class DistributedDataParallel(Module):
     def __init__(self, module: Module, bucket_cap_mb: float = 4.0, broadcast_buffers: bool = True) -> None:
         super().__init__()
         if not isinstance(module, Module):
-            raise TypeError(f"DistributedDataParallel: module must be an nn.Module, got {type(module).__name__}")
+            raise TypeError(f"DistributedDataParallel: module must be an nn.Module, "
+                            f"got {type(module).__name__}")
         if isinstance(module, DistributedDataParallel):
             raise TypeError("DistributedDataParallel: the module is already wrapped")
         if isinstance(bucket_cap_mb, bool) or not isinstance(bucket_cap_mb, (int, float)) \
@@ -140,7 +141,8 @@ class DistributedDataParallel(Module):
         if self.training:
             self._check_gradients_were_averaged()
             if self.broadcast_buffers:
-                broadcast_tensors(self.world, [b for _, b in self.module.named_buffers()], self.bucket_cap_bytes)
+                buffers = [b for _, b in self.module.named_buffers()]
+                broadcast_tensors(self.world, buffers, self.bucket_cap_bytes)
         return self.module(*args, **kwargs)
 
     # ------------------------------------------------------------- gradients
@@ -195,5 +197,6 @@ class DistributedDataParallel(Module):
         self._accept_current_gradients()
 
     def extra_repr(self) -> str:
-        sizes = ", ".join(f"{sum(p.numel() for p in b) * b[0].dtype.itemsize / 2**20:.2f}" for b in self.buckets)
+        sizes = ", ".join(f"{sum(p.numel() for p in b) * b[0].dtype.itemsize / 2**20:.2f}"
+                          for b in self.buckets)
         return f"world_size={self.world.size}, buckets_mb=[{sizes}]"

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from tinygrad_cnn.data.loader import DataLoader, Subset
-from tinygrad_cnn.distributed.world import world
+from tinygrad_cnn.distributed.world import get_world
 from tinygrad_cnn.nn.functional.checks import check_flag, is_int
 
 __all__ = ["DistributedSampler", "DistributedLoader", "shard_loader"]
@@ -45,13 +45,14 @@ class DistributedSampler:
         if not hasattr(dataset, "__len__"):
             raise TypeError(f"DistributedSampler: dataset must have a length, got {type(dataset).__name__}")
         if num_replicas is None:
-            num_replicas = world().size
+            num_replicas = get_world().size
         if rank is None:
-            rank = world().rank
+            rank = get_world().rank
         if not is_int(num_replicas) or num_replicas < 1:
             raise ValueError(f"DistributedSampler: num_replicas must be a positive int, got {num_replicas!r}")
         if not is_int(rank) or not 0 <= rank < num_replicas:
-            raise ValueError(f"DistributedSampler: rank must be an int in [0, {num_replicas - 1}], got {rank!r}")
+            raise ValueError(f"DistributedSampler: rank must be an int in [0, {num_replicas - 1}], "
+                             f"got {rank!r}")
         if not is_int(seed) or seed < 0:
             raise ValueError(f"DistributedSampler: seed must be a non-negative int, got {seed!r}")
         self.dataset, self.num_replicas, self.rank = dataset, int(num_replicas), int(rank)
@@ -74,7 +75,8 @@ class DistributedSampler:
     def indices(self) -> np.ndarray:
         """This rank's indices of the current epoch (int64)."""
         n = len(self.dataset)
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(n) if self.shuffle else np.arange(n)
+        rng = np.random.default_rng([self.seed, self.epoch])  # the DataLoader's order for this epoch
+        order = rng.permutation(n) if self.shuffle else np.arange(n)
         order = np.resize(order, self._total())  # pads by repeating the first indices; cuts for drop_last
         return order[self.rank :: self.num_replicas].astype(np.int64)
 
@@ -126,6 +128,6 @@ def shard_loader(loader: DataLoader, pad: bool = True) -> DistributedLoader:
         return loader
     if not isinstance(loader, DataLoader):
         raise TypeError(f"shard_loader: expected a DataLoader, got {type(loader).__name__}")
-    seed = world().broadcast_object(loader.seed)  # a seed drawn per process would split the order
+    seed = get_world().broadcast_object(loader.seed)  # a seed drawn per process would split the order
     sampler = DistributedSampler(loader.dataset, shuffle=loader.shuffle, seed=seed, pad=pad)
     return DistributedLoader(loader, sampler)

@@ -230,18 +230,16 @@ def init(timeout: float | None = None) -> World:
 
 def _abort_on_uncaught_exceptions(world: MPIWorld) -> None:
     """An exception that ends one process must end all: the others wait in collectives."""
-    previous = sys.excepthook
-
     def hook(kind, value, tb):
         sys.stderr.write(f"rank {world.rank} of {world.size} failed, stopping every process:\n"
                          + "".join(traceback.format_exception(kind, value, tb)))
         world.abort(1)
-        previous(kind, value, tb)  # only reached if MPI_Abort returned
+        os._exit(1)  # should MPI_Abort return: a process gone without MPI_Finalize also ends the run
 
     sys.excepthook = hook
 
 
-def world() -> World:
+def get_world() -> World:
     """The world of this process (:func:`init` on first use)."""
     return _world if _world is not None else init()
 
@@ -252,12 +250,12 @@ def is_initialized() -> bool:
 
 def get_rank() -> int:
     """This process's number, 0 to world size - 1 (0 in a single process)."""
-    return world().rank
+    return get_world().rank
 
 
 def get_world_size() -> int:
     """How many processes train together (1 in a single process)."""
-    return world().size
+    return get_world().size
 
 
 def is_main_process() -> bool:
@@ -266,9 +264,9 @@ def is_main_process() -> bool:
 
 
 def barrier() -> None:
-    world().barrier()
+    get_world().barrier()
 
 
 def abort(code: int = 1) -> None:
     """End every process of a multi-process run now (a no-op in a single process)."""
-    world().abort(code)
+    get_world().abort(code)

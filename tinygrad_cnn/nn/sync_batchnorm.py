@@ -32,7 +32,7 @@ import numpy as np
 
 from tinygrad_cnn.autograd import Function, no_grad
 from tinygrad_cnn.device import device_of, move_array, xp_of
-from tinygrad_cnn.distributed.world import World, world
+from tinygrad_cnn.distributed.world import World, get_world
 from tinygrad_cnn.nn.module import Module
 from tinygrad_cnn.nn.normalization import _BatchNorm
 from tinygrad_cnn.tensor import Tensor
@@ -101,7 +101,7 @@ class SyncBatchNorm(_BatchNorm):
     _input_dims = (2, 3, 4, 5)
 
     def forward(self, x: Tensor) -> Tensor:
-        the_world = world()
+        the_world = get_world()
         if not self.training or the_world.size == 1:
             return super().forward(x)  # running statistics, or one process: BatchNorm itself
         self._check_input(x)
