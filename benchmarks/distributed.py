@@ -122,7 +122,8 @@ def markdown(results: dict) -> str:
     sync = two["sync_batchnorm"]
     rows += ["", "| 2 processes, gradient all_reduce of ResNet-20 (1.03 MB float32) | messages | ms |",
              "|---|---:|---:|"]
-    rows += [f"| {label} | {b['buckets']} | {b['allreduce_ms']:.2f} |" for label, b in two["bucketing"].items()]
+    rows += [f"| {label} | {b['buckets']} | {b['allreduce_ms']:.2f} |"
+             for label, b in two["bucketing"].items()]
     rows += ["", f"SyncBatchNorm, 2 processes: step {sync['step_ms']:.1f} ms "
              f"({2 * BATCH * 1e3 / sync['step_ms']:.1f} images/s) against {two['plain']['step_ms']:.1f} ms "
              "with plain BatchNorm."]
@@ -130,7 +131,8 @@ def markdown(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=15, help="timed steps per configuration")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

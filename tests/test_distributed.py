@@ -278,6 +278,33 @@ def test_processes_without_mpi_is_a_clear_error(monkeypatch, capsys):
     assert "--processes must be positive" in capsys.readouterr().err
 
 
+def test_no_mpirun_anywhere_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(launch, "have_mpi4py", lambda: True)
+    monkeypatch.setattr(launch, "_environment_mpirun", lambda: None)
+    monkeypatch.setattr(launch.shutil, "which", lambda name: None)
+    monkeypatch.delenv(launch.MPIRUN_VARIABLE, raising=False)
+    with pytest.raises(RuntimeError, match="needs an MPI launcher \\(mpirun\\), and none was found"):
+        launch.find_mpirun()
+    monkeypatch.setenv(launch.MPIRUN_VARIABLE, "/no/such/mpirun")
+    with pytest.raises(RuntimeError, match="is not an executable mpirun"):
+        launch.find_mpirun()
+
+
+def test_started_by_mpirun_without_mpi4py_is_a_clear_error(monkeypatch):
+    world_module = sys.modules["tinygrad_cnn.distributed.world"]
+    monkeypatch.setattr(world_module, "_world", None)
+    monkeypatch.setenv("PMI_SIZE", "2")
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # import mpi4py now fails
+    with pytest.raises(RuntimeError, match=r"mpirun \(world size 2\) but mpi4py is not installed"):
+        distributed.init()
+    monkeypatch.delenv("PMI_SIZE")
+    monkeypatch.setenv(world_module.TIMEOUT_VARIABLE, "soon")
+    with pytest.raises(ValueError, match="must be a number of seconds, got 'soon'"):
+        distributed.init()
+    with pytest.raises(ValueError, match="timeout must be a positive number"):
+        distributed.init(timeout=0)
+
+
 # ------------------------------------------------------------------ real runs under mpirun
 def mpirun_or_skip() -> str:
     try:

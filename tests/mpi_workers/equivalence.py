@@ -72,16 +72,21 @@ oracle = WithUnusedLayer(network(seed=10))  # rank 0's initial weights
 oracle.load_state_dict(model.state_dict())
 oracle_optimizer = sgd(oracle)
 mine = slice(world.rank * B, (world.rank + 1) * B)
-for step in range(STEPS):
-    loss = F.cross_entropy(ddp(tc.Tensor(images[step, mine])), labels[step, mine])
-    optimizer.zero_grad()
-    loss.backward()
-    ddp.allreduce_gradients()
-    optimizer.step()
-    whole = F.cross_entropy(oracle(tc.Tensor(images[step])), labels[step])
-    oracle_optimizer.zero_grad()
-    whole.backward()
-    oracle_optimizer.step()
+
+
+def train(model, optimizer, batch: slice, average=None) -> None:
+    """STEPS steps of SGD on the rows ``batch`` of each step's images (average: the DDP call)."""
+    for step in range(STEPS):
+        loss = F.cross_entropy(model(tc.Tensor(images[step, batch])), labels[step, batch])
+        optimizer.zero_grad()
+        loss.backward()
+        if average is not None:
+            average()
+        optimizer.step()
+
+
+train(ddp, optimizer, mine, ddp.allreduce_gradients)
+train(oracle, oracle_optimizer, slice(None))  # one process, the concatenated batches
 assert unused.weight.grad is None and unused.bias.grad is None
 result["manual_vs_oracle"] = largest_difference(state(model), state(oracle))
 result["manual_across_ranks"] = across_ranks(state(model))
@@ -91,13 +96,8 @@ result["weights_moved"] = max(float(np.abs(a.numpy() - b.numpy()).max())
 # The control: with plain BatchNorm (each process normalises by its own 6 examples) the
 # same run is NOT the one-process run, so the check above can tell SyncBatchNorm works.
 control = network(seed=10)
-control_ddp, control_optimizer = dist.DistributedDataParallel(control), sgd(control)
-for step in range(STEPS):
-    loss = F.cross_entropy(control_ddp(tc.Tensor(images[step, mine])), labels[step, mine])
-    control_optimizer.zero_grad()
-    loss.backward()
-    control_ddp.allreduce_gradients()
-    control_optimizer.step()
+control_ddp = dist.DistributedDataParallel(control)
+train(control_ddp, sgd(control), mine, control_ddp.allreduce_gradients)
 result["plain_batchnorm_vs_oracle"] = largest_difference(state(control), state(oracle.net))
 
 # 2. A forgotten allreduce_gradients is caught at the next forward (on every rank alike).
