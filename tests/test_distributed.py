@@ -332,52 +332,38 @@ def run_mpi(program: list[str], timeout: float = 120, **env) -> tuple[int, str, 
     return process.returncode, out, err, time.monotonic() - start
 
 
-@pytest.fixture(scope="module")
-def equivalence(tmp_path_factory):
-    out = tmp_path_factory.mktemp("equivalence")
-    code, stdout, stderr, _ = run_mpi([sys.executable, str(WORKERS / "equivalence.py"), str(out)])
+def test_two_processes_equal_one_process_on_the_concatenated_batches(tmp_path):
+    """One 2-process run (tests/mpi_workers/equivalence.py, about 5 s) checked as a whole: the
+    numbers, the sampler's shares, the thread shares and rank 0's checkpoints."""
+    code, stdout, stderr, _ = run_mpi([sys.executable, str(WORKERS / "equivalence.py"), str(tmp_path)])
     assert code == 0, stderr[-3000:]
-    line = next(line for line in stdout.splitlines() if line.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):]), out
-
-
-def test_two_processes_equal_one_process_on_the_concatenated_batches(equivalence):
-    result, _ = equivalence
-    assert result["manual_vs_oracle"] < 1e-10, result  # DDP + SyncBatchNorm, SGD momentum, weight decay
+    result = json.loads(next(line for line in stdout.splitlines() if line.startswith("RESULT "))[7:])
+    # float64 parameters and buffers after 3 SGD steps (momentum, weight decay), SyncBatchNorm
+    assert result["manual_vs_oracle"] < 1e-10, result  # DDP by hand
     assert result["trainer_vs_single"] < 1e-10, result  # Trainer(distributed=True), batch B vs 2B
-    assert result["history_difference"] < 1e-10, result
+    assert result["history_difference"] < 1e-10, result  # the same logged metrics
     assert result["manual_across_ranks"] == result["trainer_across_ranks"] == 0.0
     assert result["weights_moved"] > 1e-3 and result["plain_batchnorm_vs_oracle"] > 1e-3, result
     assert "never averaged" in result["forgotten_allreduce"]
     assert "rank 1 built another model than rank 0" in result["model_mismatch"]
     assert result["history_keys"] == ["accuracy", "loss", "lr", "val_accuracy", "val_loss"]
-
-
-def test_the_sampler_hands_out_every_index_once_across_two_processes(equivalence):
-    result, _ = equivalence
+    # every index once per epoch across the ranks (the worker asserts the sets)
     assert result["sampler_share_sizes"] == {"36-pad": [[18, 18]] * 2, "37-nopad": [[19, 18]] * 2,
                                              "37-pad": [[19, 19]] * 2}
-
-
-def test_each_process_gets_its_share_of_the_cores(equivalence):
-    result, _ = equivalence
+    # processes x threads <= cores
     assert result["local_size"] == 2
-    assert result["numba_threads"] * result["local_size"] <= max(result["cores"], 2)
-
-
-def test_rank_zero_alone_writes_checkpoints_a_single_process_can_load(equivalence):
-    result, out = equivalence
+    assert result["numba_threads"] * result["local_size"] <= max(result["cores"], result["local_size"])
+    # rank 0 alone wrote the checkpoints and the CSV log; a single process loads them
     assert result["saves_per_rank"] == [2, 0] and result["csv_loggers_per_rank"] == [1, 0]
-    assert len((out / "history.csv").read_text().splitlines()) == 3
+    assert len((tmp_path / "history.csv").read_text().splitlines()) == 3
     sys.path.insert(0, str(WORKERS))
     try:
         from equivalence_model import network
     finally:
         sys.path.pop(0)
     model = network(seed=0)
-    meta = tc.training.load_checkpoint(out / "ckpt-2.npz", model)
-    assert meta["epoch"] == 2
-    single = tc.load(out / "single.npz")
+    assert tc.training.load_checkpoint(tmp_path / "ckpt-2.npz", model)["epoch"] == 2
+    single = tc.load(tmp_path / "single.npz")
     for name, value in model.state_dict().items():
         np.testing.assert_allclose(value.numpy(), single[name].numpy(), rtol=0, atol=1e-10, err_msg=name)
 

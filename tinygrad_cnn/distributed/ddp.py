@@ -36,6 +36,7 @@ only some processes used gets the average with zeros for the others.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Iterator
 
 import numpy as np
@@ -118,7 +119,9 @@ class DistributedDataParallel(Module):
         trainable = [p for p in module.parameters() if p.requires_grad]
         self.buckets = plan_buckets(trainable[::-1], self.bucket_cap_bytes)
         self._syncing = True
-        self._accepted: dict[int, Tensor] = {}  # gradients already averaged (or local on purpose)
+        # the gradients already averaged (or local on purpose), by weak reference: once zero_grad
+        # drops them they are freed, not kept alive here
+        self._accepted: dict[int, weakref.ref] = {}
 
     # ----------------------------------------------------------- the replicas
     def _check_same_model(self) -> None:
@@ -154,7 +157,8 @@ class DistributedDataParallel(Module):
         if not self._syncing:
             return
         for p in self._trainable():
-            if p.grad is not None and p.grad is not self._accepted.get(id(p)):
+            accepted = self._accepted.get(id(p))
+            if p.grad is not None and (accepted is None or accepted() is not p.grad):
                 raise RuntimeError(
                     "DistributedDataParallel: the gradients of the last backward pass were never averaged "
                     "over the processes, so the replicas have drifted apart: call "
@@ -162,7 +166,7 @@ class DistributedDataParallel(Module):
                     "passes inside `with ddp.no_sync():` may keep local gradients, for accumulation)")
 
     def _accept_current_gradients(self) -> None:
-        self._accepted = {id(p): p.grad for p in self._trainable() if p.grad is not None}
+        self._accepted = {id(p): weakref.ref(p.grad) for p in self._trainable() if p.grad is not None}
 
     @contextlib.contextmanager
     def no_sync(self):

@@ -19,7 +19,9 @@ run continues exactly.
 and averages gradients after backward, epoch metrics are summed over all processes (so every
 process logs, stops early and schedules alike), and only rank 0 shows progress, prints,
 runs the callbacks that write files and writes checkpoints. ``batch_size`` is per process.
-In a single process it trains exactly as without the option.
+Every process must call ``fit`` and ``evaluate`` (they communicate; ``predict`` does not and
+returns the outputs of all the data on each). In a single process it trains exactly as
+without the option.
 """
 
 from __future__ import annotations
