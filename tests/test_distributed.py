@@ -33,6 +33,13 @@ from tinygrad_cnn.training import CSVLogger, Trainer
 WORKERS = Path(__file__).parent / "mpi_workers"
 
 
+@pytest.fixture(autouse=True)
+def reference_kernels():
+    """These tests are about communication, not kernels: the readable ones, nothing to compile."""
+    with tc.use_backend("reference"):
+        yield
+
+
 # ------------------------------------------------------------------ the sampler
 @given(n=st.integers(0, 40), w=st.integers(1, 5), epoch=st.integers(0, 3), shuffle=st.booleans(),
        mode=st.sampled_from(["pad", "drop_last", "exact"]))
@@ -321,8 +328,8 @@ def run_mpi(program: list[str], timeout: float = 120, **env) -> tuple[int, str, 
     for name in distributed.world.LAUNCHER_VARIABLES:
         environment.pop(name, None)
     start = time.monotonic()
-    process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
+    process = subprocess.Popen(command, env=environment, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         out, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -386,7 +393,8 @@ def test_cli_processes_two_trains_and_rank_zero_writes(tmp_path, capsys):
     command = [sys.executable, "-m", "tinygrad_cnn", "train", "--processes", "2", "--epochs", "1",
                "--limit", "128", "--no-progress", "--backend", "reference", "--output", str(tmp_path)]
     environment = {k: v for k, v in os.environ.items() if k not in distributed.world.LAUNCHER_VARIABLES}
-    out = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(command, env=environment, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                         timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.count("test accuracy") == 1 and "batch 32 per process x 2 processes" in out.stdout
     assert {p.name for p in tmp_path.iterdir()} == {"checkpoint.npz", "history.csv", "training_curves.png"}
