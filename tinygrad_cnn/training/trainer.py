@@ -21,7 +21,7 @@ process logs, stops early and schedules alike), and only rank 0 shows progress, 
 runs the callbacks that write files and writes checkpoints. ``batch_size`` is per process.
 Every process must call ``fit`` and ``evaluate`` (they communicate; ``predict`` does not and
 returns the outputs of all the data on each). In a single process it trains exactly as
-without the option.
+without the option, but for random augmentation (each process draws from its own stream).
 """
 
 from __future__ import annotations
