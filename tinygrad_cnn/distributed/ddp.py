@@ -30,7 +30,8 @@ buffers of at most ``bucket_cap_mb`` megabytes, one ``all_reduce`` per bucket, t
 divided by the world size and unpacked. Each bucket also carries one counter per
 parameter (1 where this process has a gradient), so a parameter that no process used
 keeps ``grad = None`` everywhere (as in one process, the optimizer skips it), and one that
-only some processes used gets the average with zeros for the others.
+only some processes used gets the average with zeros for the others. The averaged gradients
+are views into the buckets (no copy back). In a world of one process nothing is sent.
 """
 
 from __future__ import annotations
@@ -183,6 +184,9 @@ class DistributedDataParallel(Module):
         """g <- (1/W) sum over the W processes of g, for every trainable parameter, one
         all_reduce per bucket. Every process must call it at the same point."""
         world = self.world
+        if world.size == 1:  # the average of one gradient is itself
+            self._accept_current_gradients()
+            return
         for bucket in self.buckets:
             dtype = bucket[0].dtype
             parts = [_host(p.grad.data) if p.grad is not None else np.zeros(p.data.size, dtype)
@@ -194,8 +198,8 @@ class DistributedDataParallel(Module):
             start = 0
             for p, count in zip(bucket, reached):
                 size = p.data.size
-                if count > 0:
-                    averaged = move_array(flat[start : start + size].reshape(p.shape).copy(), p.device)
+                if count > 0:  # a view into the bucket (disjoint from the others): no copy on the CPU
+                    averaged = move_array(flat[start : start + size].reshape(p.shape), p.device)
                     p.grad = Tensor._wrap(averaged, p.device)
                 start += size
         self._accept_current_gradients()
