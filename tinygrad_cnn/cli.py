@@ -6,6 +6,7 @@
     tinygrad-cnn train --live                   ... and watch it learn at http://127.0.0.1:8765/
     tinygrad-cnn evaluate --checkpoint runs/lenet5-digits/checkpoint.npz
     tinygrad-cnn summary --model resnet20
+    tinygrad-cnn train --processes 2            data-parallel on 2 processes (starts mpirun)
 
 train holds out a validation split of the training images (--val-split, default 0.1) for the
 per-epoch val_* numbers and early stopping, and scores the test images only once, at the end.
@@ -16,6 +17,10 @@ images) and training_curves.png. The first run compiles the Numba kernels for th
 (typically 30 s to a minute, once). Bad input (an unknown model, a missing or corrupt dataset
 file, a checkpoint of another model) ends with one line on stderr and exit code 2, before
 anything is written. Run "tinygrad-cnn train --help" for every option and its default.
+
+Data-parallel training: "tinygrad-cnn train --processes N" starts "mpirun -n N" on itself
+(--hostfile for several machines); "mpirun -n N tinygrad-cnn train ..." works too.
+--batch-size is per process; rank 0 prints and writes the files.
 """
 
 from __future__ import annotations
@@ -87,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--live-linger", type=float, default=None, metavar="SECONDS",
                        help="--live: keep serving the final state this long after training "
                             "(default: until Ctrl+C)")
+    train.add_argument("--processes", type=int, default=None,
+                       help="train data-parallel on N MPI processes (starts mpirun; needs "
+                            "pip install 'tinygrad_cnn[distributed]'); --batch-size is per process")
+    train.add_argument("--hostfile", default=None,
+                       help="with --processes: the MPI hostfile listing the machines to run on")
 
     evaluate = commands.add_parser("evaluate", help="score a checkpoint on a dataset's test split")
     evaluate.add_argument("--checkpoint", required=True, help="a checkpoint.npz written by train")
@@ -298,6 +308,33 @@ def _write_scores(path: Path, rows: list[tuple[str, int, dict[str, float]]]) -> 
 
 
 # ------------------------------------------------------------------ commands
+def _without_options(argv: list[str], names: tuple[str, ...]) -> list[str]:
+    """``argv`` less the options ``names`` and their values (``--name V`` or ``--name=V``)."""
+    kept, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token in names:
+            skip = True
+        elif not token.startswith(tuple(f"{name}=" for name in names)):
+            kept.append(token)
+    return kept
+
+
+def _join_processes(args: argparse.Namespace):
+    """Under mpirun: join the MPI world (before Numba loads, so its threads get this process's
+    share of the cores); returns the world, or None for a plain single-process run."""
+    from tinygrad_cnn import distributed
+
+    if not distributed.launched_by_mpi():
+        return None
+    world = distributed.init()
+    if args.processes is not None and args.processes != world.size:
+        raise ValueError(f"--processes {args.processes} under an mpirun that started {world.size}; "
+                         "leave --processes out when you start mpirun yourself")
+    return world
+
+
 def train(args: argparse.Namespace) -> float:
     """Train, print the test accuracy and write checkpoint, history and curves; returns the accuracy."""
     import tinygrad_cnn as tc
@@ -305,6 +342,9 @@ def train(args: argparse.Namespace) -> float:
 
     _check_positive(epochs=args.epochs, batch_size=args.batch_size, limit=args.limit, lr=args.lr,
                     patience=args.patience)
+    world = _join_processes(args)
+    main_process = world is None or world.rank == 0
+    show = print if main_process else (lambda *_, **__: None)  # rank 0 speaks for all
     if args.live:
         from tinygrad_cnn.live import check_dependencies
 
@@ -323,7 +363,7 @@ def train(args: argparse.Namespace) -> float:
     input_shape = _input_shape(key, args.dataset)
     train_data, test_data, num_classes, note = load_data(args, key, input_shape)
     if note:
-        print(note)
+        show(note)
     key, model = _build_model(key, num_classes, input_shape[0])
     val_data = None
     if args.val_split:  # held out of the training images: the test images are scored once, at the end
@@ -354,7 +394,8 @@ def train(args: argparse.Namespace) -> float:
         callbacks.append(training.TensorBoard(output / "tensorboard"))
     metrics = ("accuracy", "iou") if segmentation else ("accuracy",)
     trainer = training.Trainer(model, optimizer, metrics=metrics, callbacks=callbacks, scheduler=scheduler,
-                               progress=not args.no_progress, device=args.device, info=info)
+                               progress=not args.no_progress, device=args.device, info=info,
+                               distributed=world is not None)
     initial_epoch = trainer.resume(args.resume) if args.resume else 0
     if initial_epoch >= args.epochs:
         raise ValueError(f"--resume: the checkpoint has already trained {initial_epoch} epochs; "
@@ -363,11 +404,12 @@ def train(args: argparse.Namespace) -> float:
     if val_loader is not None:
         held_out = (f"{len(val_loader.dataset)} validation images (--val-split {args.val_split:g} of the "
                     f"training images: the val_* numbers), ")
-    view = _live_view(args, num_classes, trainer)
-    print(f"training {key} ({model.num_parameters():,} parameters) on {args.dataset}: "
-          f"{len(train_loader.dataset)} training images, {held_out}{len(test_loader.dataset)} test images "
-          f"(scored once, at the end); {args.epochs} epochs, {args.optimizer} lr {lr:g}, "
-          f"batch {args.batch_size}")
+    view = _live_view(args, num_classes, trainer) if main_process else None
+    processes = f" per process x {world.size} processes" if world is not None else ""
+    show(f"training {key} ({model.num_parameters():,} parameters) on {args.dataset}: "
+         f"{len(train_loader.dataset)} training images, {held_out}{len(test_loader.dataset)} test images "
+         f"(scored once, at the end); {args.epochs} epochs, {args.optimizer} lr {lr:g}, "
+         f"batch {args.batch_size}{processes}")
     start = time.perf_counter()
     try:
         history = trainer.fit(train_loader, args.epochs, val_loader, initial_epoch=initial_epoch)
@@ -379,19 +421,20 @@ def train(args: argparse.Namespace) -> float:
     rows = [("validation", len(val_loader.dataset), trainer.evaluate(val_loader))] if val_loader else []
     scores = trainer.evaluate(test_loader)
     rows.append(("test", len(test_loader.dataset), scores))
-    _write_scores(output / "scores.csv", rows)
-    history.plot(output / "training_curves.png", title=f"{key} on {args.dataset} (validation: held-out "
-                                                        f"training images)")
+    if main_process:
+        _write_scores(output / "scores.csv", rows)
+        history.plot(output / "training_curves.png", title=f"{key} on {args.dataset} (validation: held-out "
+                                                            f"training images)")
     accuracy = scores["accuracy"]
     extra = f", mean IoU {scores['iou']:.4f}" if "iou" in scores else ""
     if val_loader is not None:
-        print(f"validation accuracy {rows[0][2]['accuracy']:.4f} on {len(val_loader.dataset)} held-out "
-              f"training images")
-    print(f"test accuracy {accuracy:.4f}{extra} on {len(test_loader.dataset)} images "
-          f"({elapsed:.1f} s training)")
-    print(f"wrote {checkpoint_path}, {output / 'history.csv'} (per epoch: training and val_* validation "
-          f"metrics), {output / 'scores.csv'} (final validation and test scores), "
-          f"{output / 'training_curves.png'}")
+        show(f"validation accuracy {rows[0][2]['accuracy']:.4f} on {len(val_loader.dataset)} held-out "
+             f"training images")
+    show(f"test accuracy {accuracy:.4f}{extra} on {len(test_loader.dataset)} images "
+         f"({elapsed:.1f} s training)")
+    show(f"wrote {checkpoint_path}, {output / 'history.csv'} (per epoch: training and val_* validation "
+         f"metrics), {output / 'scores.csv'} (final validation and test scores), "
+         f"{output / 'training_curves.png'}")
     if view is not None:
         _linger(view, args.live_linger)
         view.close()
@@ -448,6 +491,13 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:  # argparse already printed its message
         return int(exit_.code or 0)
     try:
+        if args.command == "train" and args.processes is not None and not _launched_by_mpi():
+            from tinygrad_cnn.distributed.launch import launch
+
+            _check_positive(processes=args.processes)
+            given = list(sys.argv[1:] if argv is None else argv)
+            rest = _without_options(given, ("--processes", "--hostfile"))
+            return launch(args.processes, rest, args.hostfile)
         if args.command == "train":
             train(args)
         elif args.command == "evaluate":
@@ -456,9 +506,34 @@ def main(argv: list[str] | None = None) -> int:
             show_summary(args)
     except (ValueError, TypeError, FileNotFoundError, RuntimeError, OSError, ImportError,
             FloatingPointError) as error:
-        print(f"tinygrad-cnn: error: {error}", file=sys.stderr)
+        print(f"tinygrad-cnn: error{_rank_of()}: {error}", file=sys.stderr)
+        _stop_other_processes(2)
         return 2
     except KeyboardInterrupt:
         print("tinygrad-cnn: interrupted", file=sys.stderr)
+        _stop_other_processes(130)
         return 130
     return 0
+
+
+def _launched_by_mpi() -> bool:
+    from tinygrad_cnn.distributed import launched_by_mpi
+
+    return launched_by_mpi()
+
+
+def _rank_of() -> str:
+    """`` (rank r of W)`` in a multi-process run, else nothing."""
+    from tinygrad_cnn import distributed
+
+    if distributed.is_initialized() and distributed.get_world_size() > 1:
+        return f" (rank {distributed.get_rank()} of {distributed.get_world_size()})"
+    return ""
+
+
+def _stop_other_processes(code: int) -> None:
+    """A process that stops must stop the others, which would wait for it for ever."""
+    from tinygrad_cnn import distributed
+
+    if distributed.is_initialized():
+        distributed.abort(code)

@@ -37,8 +37,8 @@
 
 # %%
 import argparse
-import sys
 import math
+import sys
 from pathlib import Path
 
 import numpy as np

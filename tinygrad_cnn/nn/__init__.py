@@ -24,6 +24,7 @@ from tinygrad_cnn.nn.module import Module, ModuleList, Parameter, Sequential
 from tinygrad_cnn.nn.normalization import *  # noqa: E402,F403
 from tinygrad_cnn.nn.pooling import *  # noqa: E402,F403
 from tinygrad_cnn.nn.residual import *  # noqa: E402,F403
+from tinygrad_cnn.nn.sync_batchnorm import *  # noqa: E402,F403
 
 __all__ = [
     "functional", "init", "Module", "ModuleList", "Parameter", "Sequential", "Linear",

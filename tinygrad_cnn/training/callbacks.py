@@ -8,6 +8,11 @@ The :class:`~tinygrad_cnn.training.Trainer` calls ``on_train_begin``, then per e
 sees the trainer as ``self.trainer`` (model, optimizer, history; during ``fit`` also
 ``train_loader``, ``validation_loader`` and ``epochs``) and can stop training by
 setting ``self.trainer.stop_training = True``.
+
+In a distributed run (``Trainer(..., distributed=True)``) every process runs the callbacks
+with the same logs, so they decide alike; callbacks with ``rank_zero_only = True`` (the ones
+that write files: CSV and TensorBoard logs) run on rank 0 alone, and checkpoints are written
+by rank 0 alone.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ class Callback:
     """Base class: override the hooks you need."""
 
     trainer = None
+    rank_zero_only = False  # True: in a distributed run only rank 0 runs this callback
 
     def set_trainer(self, trainer) -> None:
         self.trainer = trainer
@@ -125,6 +131,8 @@ class ModelCheckpoint(_Monitor):
 
 class CSVLogger(Callback):
     """Append one row per epoch (``epoch`` and every logged metric) to a CSV file."""
+
+    rank_zero_only = True
 
     def __init__(self, filename: str | os.PathLike, append: bool = False, separator: str = ",") -> None:
         self.filename, self.append, self.separator = Path(filename), append, separator
@@ -235,6 +243,8 @@ class TensorBoard(Callback):
     ``TensorBoard`` callback: scalars of every metric and the learning rate each epoch,
     histograms of the weights every ``histogram_freq`` epochs, and the first convolution's
     filters as an image (``write_images``). View with ``tensorboard --logdir <log_dir>``."""
+
+    rank_zero_only = True
 
     def __init__(self, log_dir: str | os.PathLike = "logs", histogram_freq: int = 1,
                  write_images: bool = True) -> None:

@@ -12,6 +12,16 @@ norm with running statistics) without building a graph. ``Trainer`` adds what th
 samples per second, a ``history`` of every epoch's metrics, callbacks (early stopping,
 checkpoints, CSV and TensorBoard logs, learning-rate schedules) and checkpoints from which a
 run continues exactly.
+
+``Trainer(..., distributed=True)`` trains data-parallel over the processes of an MPI run
+(``mpirun -n W``; see :mod:`tinygrad_cnn.distributed`): the model is wrapped in
+``DistributedDataParallel``, each process reads its share of every batch (``shard_loader``)
+and averages gradients after backward, epoch metrics are summed over all processes (so every
+process logs, stops early and schedules alike), and only rank 0 shows progress, prints,
+runs the callbacks that write files and writes checkpoints. ``batch_size`` is per process.
+Every process must call ``fit`` and ``evaluate`` (they communicate; ``predict`` does not and
+returns the outputs of all the data on each). In a single process it trains exactly as
+without the option, but for random augmentation (each process draws from its own stream).
 """
 
 from __future__ import annotations
@@ -106,6 +116,15 @@ class _MetricState:
             pairs = target.ravel() * k + predicted.ravel()
             self.confusion += np.bincount(pairs, minlength=k * k).reshape(k, k)
 
+    def reduce_across_processes(self, world) -> None:
+        """Sum the running sums of every process of ``world`` (in rank order, so all get the same)."""
+        states = world.all_gather_object((self.loss_sum, self.samples, self.correct, self.counted,
+                                          self.confusion))
+        self.loss_sum = sum(s[0] for s in states)
+        self.samples, self.correct, self.counted = (sum(s[i] for s in states) for i in (1, 2, 3))
+        confusions = [s[4] for s in states if s[4] is not None]
+        self.confusion = sum(confusions[1:], confusions[0].copy()) if confusions else None
+
     def result(self) -> dict[str, float]:
         out = {"loss": self.loss_sum / max(self.samples, 1)}
         if "accuracy" in self.metrics and self.counted:
@@ -153,7 +172,8 @@ def split_validation(data, fraction: float):
 
 class Trainer:
     """``Trainer(model, optimizer, loss_fn=F.cross_entropy, metrics=("accuracy",),
-    callbacks=(), scheduler=None, progress=True, device="cpu", batch_size=32, seed=None)``.
+    callbacks=(), scheduler=None, progress=True, device="cpu", batch_size=32, seed=None,
+    distributed=False)``.
 
     * ``fit(x, y=None, epochs=1, validation_data=None, initial_epoch=0, *, batch_size=None,
       validation_split=0.0, shuffle=True) -> History``, as Keras's ``model.fit``: ``x, y``
@@ -172,13 +192,18 @@ class Trainer:
     stepped after every epoch and saved in checkpoints. ``layer_statistics=True`` (or N: every
     N-th batch) records per-layer gradient norms and activation statistics in
     ``trainer.layer_statistics`` (a :class:`~tinygrad_cnn.training.callbacks.LayerStatistics`).
+    ``distributed``: data-parallel over the processes of an MPI run (see the module text);
+    ``model`` may also be a ``DistributedDataParallel`` already.
     """
 
     def __init__(self, model: Module, optimizer: Optimizer | None = _UNSET, loss_fn: Callable | None = None,
                  metrics: Sequence[str] = ("accuracy",), callbacks: Iterable[Callback] = (),
                  scheduler=None, progress: bool = True, device: str = "cpu", batch_size: int = 32,
                  seed: int | None = None, info: dict | None = None,
-                 layer_statistics: bool | int = False) -> None:
+                 layer_statistics: bool | int = False, distributed: bool = False) -> None:
+        self.distributed, self.ddp, self.world = bool(distributed), None, None
+        if self.distributed:
+            model, progress, callbacks = self._setup_distributed(model, device, progress, callbacks)
         if not isinstance(model, Module):
             raise TypeError(f"Trainer: model must be an nn.Module, got {type(model).__name__}")
         if optimizer is _UNSET:
@@ -217,6 +242,29 @@ class Trainer:
         self._watch: CompileWatch | None = None
         self._active_bar = None
 
+    def _setup_distributed(self, model, device: str, progress: bool, callbacks: Iterable[Callback]):
+        """Join the MPI world and wrap the model; returns (plain model, progress, callbacks)."""
+        from tinygrad_cnn import distributed as dist
+
+        self.world = dist.init()
+        if isinstance(model, dist.DistributedDataParallel):
+            self.ddp = model
+        elif isinstance(model, Module):
+            self.ddp = dist.DistributedDataParallel(model.to(device))
+        else:
+            return model, progress, callbacks  # the type check in __init__ explains
+        main = self.world.rank == 0
+        callbacks = [c for c in callbacks if main or not getattr(c, "rank_zero_only", False)]
+        return self.ddp.module, progress and main, callbacks
+
+    def _shard(self, loader: DataLoader, train: bool) -> DataLoader:
+        """This process's share of ``loader`` when distributed (training: equal padded shares)."""
+        if not self.distributed:
+            return loader
+        from tinygrad_cnn.distributed import shard_loader
+
+        return shard_loader(loader, pad=train)
+
     # ----------------------------------------------------------------- data
     def _loader(self, data, shuffle: bool, name: str, batch_size: int | None = None) -> DataLoader:
         if isinstance(data, DataLoader):
@@ -241,10 +289,12 @@ class Trainer:
     # ------------------------------------------------------------------ fit
     def train_step(self, x: Tensor, y: Tensor) -> tuple[float, np.ndarray]:
         """One step of gradient descent on a batch; returns (loss, logits)."""
-        logits = self.model(x)
+        logits = (self.ddp if self.ddp is not None else self.model)(x)
         loss = self.loss_fn(logits, y)
         self.optimizer.zero_grad()
         loss.backward()
+        if self.ddp is not None:  # average the gradients over the processes before the step
+            self.ddp.allreduce_gradients()
         self.optimizer.step()
         return loss.item(), logits.numpy()
 
@@ -285,7 +335,7 @@ class Trainer:
             if validation_data is not None:
                 raise ValueError("Trainer.fit: give validation_data or validation_split, not both")
             train_data, validation_data = split_validation(train_data, validation_split)
-        loader = self._loader(train_data, shuffle, "the training data", batch_size)
+        loader = self._shard(self._loader(train_data, shuffle, "the training data", batch_size), train=True)
         val_loader = None
         if validation_data is not None:
             val_loader = self._loader(validation_data, False, "validation_data", batch_size)
@@ -309,6 +359,8 @@ class Trainer:
                     self.scheduler.step()
                 for c in self.callbacks:
                     c.on_epoch_end(epoch, logs)
+                if self.distributed:  # rank 0 decides, so no process leaves the loop alone
+                    self.stop_training = self.world.broadcast_object(self.stop_training)
                 if self.progress:
                     shown = "  ".join(f"{k} {v:.4g}" for k, v in logs.items())
                     print(f"epoch {epoch + 1}/{epochs}  {shown}", file=sys.stderr)
@@ -395,6 +447,8 @@ class Trainer:
             finally:
                 self._active_bar = None
                 watch.progress = None
+        if self.distributed:
+            state.reduce_across_processes(self.world)
         return state.result()
 
     @staticmethod
@@ -409,7 +463,7 @@ class Trainer:
     # ------------------------------------------------------------- evaluate
     def evaluate(self, data) -> dict[str, float]:
         """Mean loss and metrics over ``data`` in evaluation mode, without gradients."""
-        loader = self._loader(data, False, "data")
+        loader = self._shard(self._loader(data, False, "data"), train=False)
         was_training = self.model.training
         self.model.eval()
         state = _MetricState(self.metrics)
@@ -421,6 +475,8 @@ class Trainer:
                     state.update(self.loss_fn(logits, y).item(), logits.numpy(), y.numpy())
         finally:
             self.model.train(was_training)
+        if self.distributed:
+            state.reduce_across_processes(self.world)
         return state.result()
 
     def predict(self, data) -> np.ndarray:
@@ -444,7 +500,9 @@ class Trainer:
     def save_checkpoint(self, path: str | os.PathLike, epoch: int | None = None,
                         info: dict | None = None) -> None:
         """Model, optimizer, scheduler, RNG and history at the end of epoch ``epoch``
-        (default: the number of epochs trained so far)."""
+        (default: the number of epochs trained so far). Distributed: rank 0 alone writes."""
+        if self.distributed and self.world.rank != 0:
+            return
         epoch = len(self.history) if epoch is None else epoch
         ckpt.save_checkpoint(path, self.model, self.optimizer, self.scheduler, epoch=epoch,
                              history=self.history.to_dict(), info={**self.info, **(info or {})})
@@ -453,6 +511,8 @@ class Trainer:
         """Load a checkpoint written by ``save_checkpoint``; returns the epoch to continue
         from: ``fit(data, epochs, initial_epoch=trainer.resume(path))``."""
         meta = ckpt.load_checkpoint(path, self.model, self.optimizer, self.scheduler)
+        if self.ddp is not None:  # every process read the file; make sure they hold rank 0's state
+            self.ddp.broadcast_state()
         saved = meta.get("history") or {}
         self.history = History(saved.get("history"), saved.get("epoch"))
         return int(meta["epoch"])
