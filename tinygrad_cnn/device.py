@@ -17,20 +17,37 @@ import numpy as np
 DEVICES = ("cpu", "cuda")
 
 
+GPU_INSTALL = "pip install -e '.[gpu-cuda13]' (CUDA 13 drivers) or -e '.[gpu]' (CUDA 12)"
+
+
 @functools.lru_cache(maxsize=1)
-def _cupy() -> ModuleType | None:
+def _probe() -> tuple[ModuleType | None, str]:
+    """(cupy, "") when CuPy imports and sees a GPU, else (None, what is missing)."""
     try:
         import cupy  # noqa: PLC0415 - optional dependency, imported on demand
+    except ImportError as error:
+        return None, f"CuPy is not installed ({error}); install it with: {GPU_INSTALL}"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as error:  # no driver, a driver too old for this CuPy, no device
+        return None, f"CuPy {cupy.__version__} is installed but finds no usable CUDA GPU ({error})"
+    if count < 1:
+        return None, f"CuPy {cupy.__version__} is installed but sees no CUDA GPU"
+    return cupy, ""
 
-        cupy.cuda.runtime.getDeviceCount()
-        return cupy
-    except Exception:  # ImportError, or CuPy without a usable driver/GPU
-        return None
+
+def _cupy() -> ModuleType | None:
+    return _probe()[0]
 
 
 def cuda_is_available() -> bool:
     """True when CuPy imports and sees at least one CUDA device."""
     return _cupy() is not None
+
+
+def cuda_unavailable_reason() -> str:
+    """Which of CuPy or a GPU is missing ("" when CUDA is available)."""
+    return _probe()[1]
 
 
 def check_device(device: str) -> str:
@@ -41,10 +58,7 @@ def check_device(device: str) -> str:
     if name not in DEVICES:
         raise ValueError(f"unknown device {device!r}; expected one of {DEVICES}")
     if name == "cuda" and not cuda_is_available():
-        raise RuntimeError(
-            "device 'cuda' requested but CuPy or a CUDA GPU is not available "
-            "(install with: pip install -e '.[gpu]')"
-        )
+        raise RuntimeError(f"device 'cuda' requested but {cuda_unavailable_reason()}")
     return name
 
 
