@@ -1,7 +1,9 @@
 """Devices: the GPU is optional, never needed to import, and never mixed silently."""
 
+import re
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -22,10 +24,37 @@ def test_cuda_queries_never_fail():
 
 @pytest.mark.skipif(tc.cuda.is_available(), reason="checks the error on a machine without a GPU")
 def test_cuda_without_gpu_gives_a_clear_error():
-    with pytest.raises(RuntimeError, match="CuPy or a CUDA GPU is not available"):
+    missing = "CuPy is not installed|finds no usable CUDA GPU|sees no CUDA GPU"
+    with pytest.raises(RuntimeError, match=f"device 'cuda' requested but CuPy .*({missing})"):
         Tensor([1.0]).to("cuda")
-    with pytest.raises(RuntimeError, match="CuPy or a CUDA GPU is not available"):
+    with pytest.raises(RuntimeError, match=missing):
         nn.Linear(2, 2).to("cuda")
+    assert tc.cuda.unavailable_reason() and re.search(missing, tc.cuda.unavailable_reason())
+
+
+def test_the_error_says_which_of_cupy_or_a_gpu_is_missing(monkeypatch):
+    from tinygrad_cnn import device
+
+    def no_driver():
+        raise RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
+
+    without_gpu = types.SimpleNamespace(__version__="99.1", cuda=types.SimpleNamespace(
+        runtime=types.SimpleNamespace(getDeviceCount=no_driver)))
+    zero_gpus = types.SimpleNamespace(__version__="99.2", cuda=types.SimpleNamespace(
+        runtime=types.SimpleNamespace(getDeviceCount=lambda: 0)))
+    cases = [(None, r"CuPy is not installed .*pip install -e '\.\[gpu-cuda13\]'"),
+             (without_gpu, r"CuPy 99\.1 is installed but finds no usable CUDA GPU \(cudaErrorNoDevice"),
+             (zero_gpus, r"CuPy 99\.2 is installed but sees no CUDA GPU")]
+    try:
+        for module, message in cases:
+            monkeypatch.setitem(sys.modules, "cupy", module)  # None: `import cupy` raises ImportError
+            device._probe.cache_clear()
+            with pytest.raises(RuntimeError, match=message):
+                device.check_device("cuda")
+            assert not tc.cuda.is_available() and tc.cuda.device_count() == 0
+    finally:
+        monkeypatch.undo()
+        device._probe.cache_clear()
 
 
 def test_cpu_moves_are_no_ops():
