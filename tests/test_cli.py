@@ -107,3 +107,27 @@ def test_train_on_real_mnist_files(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "training on 8000 of the test-set images" in text and "on 2000 images" in text
     assert np.isfinite(float(text.split("test accuracy ")[1].split()[0]))
+
+
+def test_train_device_cuda_without_a_gpu_says_what_is_missing(tmp_path, capsys):
+    import tinygrad_cnn
+
+    if tinygrad_cnn.cuda.is_available():
+        pytest.skip("checks the error on a machine without a GPU")
+    code = main(["train", "--device", "cuda", "--epochs", "1", "--no-progress", "--output", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "device 'cuda' requested but CuPy" in err
+    assert "not installed" in err or "no usable CUDA GPU" in err
+    assert not (tmp_path / "checkpoint.npz").exists()
+
+
+def test_train_resume_and_evaluate_on_the_device(device, tmp_path, capsys):
+    """The main job on each device: train, resume (the optimizer's state goes back onto the
+    device), evaluate."""
+    run = ["--device", device, "--epochs", "1", "--limit", "200", "--no-progress", "--output", str(tmp_path)]
+    assert main(["train", *run]) == 0
+    assert main(["train", *run, "--epochs", "2", "--resume", str(tmp_path / "checkpoint.npz")]) == 0
+    assert len((tmp_path / "history.csv").read_text().splitlines()) == 3
+    assert main(["evaluate", "--device", device, "--checkpoint", str(tmp_path / "checkpoint.npz")]) == 0
+    assert "accuracy" in capsys.readouterr().out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from tinygrad_cnn.device import move_array
 from tinygrad_cnn.tensor import Tensor
 
 
@@ -55,7 +56,9 @@ class Optimizer:
             )
         for group, saved in zip(self.param_groups, groups):
             group.update(saved)
-        self.state = {int(i): _copied(s) for i, s in state_dict["state"].items()}
+        params = list(self.parameters())
+        # a checkpoint's arrays are numpy: each parameter's state goes to that parameter's device
+        self.state = {int(i): _copied(s, params[int(i)].device) for i, s in state_dict["state"].items()}
 
     def _indexed_parameters(self):
         """(index, group, parameter) for every parameter with a gradient."""
@@ -67,6 +70,9 @@ class Optimizer:
                 i += 1
 
 
-def _copied(state: dict) -> dict:
-    """A copy of one parameter's state whose arrays are not shared (steps update in place)."""
+def _copied(state: dict, device: str | None = None) -> dict:
+    """A copy of one parameter's state whose arrays are not shared (steps update in place),
+    on ``device`` if given."""
+    if device is not None:
+        state = {k: move_array(v, device) if hasattr(v, "shape") else v for k, v in state.items()}
     return {k: v.copy() if hasattr(v, "copy") else v for k, v in state.items()}
