@@ -102,3 +102,77 @@ def markdown(results: dict) -> list[str]:
             lines.append(f"| {row['model']} b{row['batch']} | {ms(row, 'cupy')} | {ms(row, 'torch-cuda')} | "
                          f"{ratio(row, 'cupy', 'torch-cuda')} | {ratio(row, 'numba', 'cupy')} |")
     return lines
+
+
+# ----------------------------------------------------------------------------- the GPU check
+def _goal(goal: str, value: float | None, met) -> tuple[str, str, bool | None]:
+    return goal, "-" if value is None else f"{value:.2f}", None if value is None else met(value)
+
+
+def goals(results: dict) -> list[tuple[str, str, bool | None]]:
+    """The issue's speed goals, read off a benchmark run: (goal, measured, met); met is None
+    where a contestant is missing (no GPU, or PyTorch without CUDA)."""
+    def ratio(row, a, b):
+        return row[a]["median"] / row[b]["median"] if row and a in row and b in row else None
+
+    convs = [row for row in results.get("ops", [])
+             if row.get("kind") == "conv" and row["op"].startswith("resnet") and row["op"].endswith("b128")]
+    ratios = [ratio(row, "cupy fwd+bwd", "torch-cuda fwd+bwd") for row in convs]
+    worst = max(ratios) if ratios and None not in ratios else None
+    step = next((row for row in results.get("training", [])
+                 if row["model"] == "resnet20" and row["batch"] == 128), None)
+    return [
+        _goal("conv2d fwd+bwd at the ResNet-20 shapes, b128: cupy / PyTorch+cuDNN <= 3 (worst layer)", worst,
+              lambda r: r <= 3),
+        _goal("ResNet-20 step b128: cupy / PyTorch-CUDA <= 2 (goal 1.2)", ratio(step, "cupy", "torch-cuda"),
+              lambda r: r <= 2),
+        _goal("ResNet-20 step b128: Numba CPU / cupy >= 10", ratio(step, "numba", "cupy"), lambda r: r >= 10),
+    ]
+
+
+def junit_counts(path: str) -> dict:
+    """passed / failed / errors / skipped of a pytest ``--junitxml`` file, and the failures' names."""
+    import xml.etree.ElementTree as ElementTree
+
+    counts = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0, "failures": []}
+    for case in ElementTree.parse(path).getroot().iter("testcase"):
+        outcome = next((child.tag for child in case if child.tag in ("failure", "error", "skipped")), None)
+        key = {"failure": "failed", "error": "errors", "skipped": "skipped", None: "passed"}[outcome]
+        counts[key] += 1
+        if outcome in ("failure", "error"):
+            counts["failures"].append(f"{case.get('classname')}::{case.get('name')}")
+    return counts
+
+
+def summary(results: dict, counts: dict | None) -> str:
+    """The GPU check's report: the machine, the test counts (None: the tests wrote no report),
+    the goals and the GPU tables."""
+    info = results.get("machine", {})
+    keys = ("gpu", "cupy", "cuda_runtime", "cuda_driver", "torch", "torch_cuda", "cudnn", "cpu", "threads")
+    lines = ["# GPU check", "", *(f"- {key}: {info[key]}" for key in keys if key in info),
+             ""]
+    if counts is None:
+        lines += ["Tests: no report (the test run was stopped before it wrote one)"]
+    else:
+        lines += [f"Tests (`-k 'cuda or cupy'`): {counts['passed']} passed, {counts['failed']} failed, "
+                  f"{counts['errors']} errors, {counts['skipped']} skipped", ""]
+        lines += [f"- FAILED {name}" for name in counts["failures"][:40]]
+    lines += ["", "| goal | measured | met |", "|---|---:|---|"]
+    lines += [f"| {goal} | {value} | {'-' if met is None else ('yes' if met else 'NO')} |"
+              for goal, value, met in goals(results)]
+    return "\n".join(lines + markdown(results)) + "\n"
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description="write the GPU check's summary")
+    parser.add_argument("results", help="results.json of benchmarks/run.py")
+    parser.add_argument("junit", help="the GPU tests' --junitxml file")
+    args = parser.parse_args()
+    from pathlib import Path
+
+    with open(args.results) as f:
+        report = summary(json.load(f), junit_counts(args.junit) if Path(args.junit).is_file() else None)
+    print(report)
