@@ -33,6 +33,14 @@ SOURCE = r"""
   long long KH, long long KW, long long sh, long long sw, long long top,            \
   long long left, long long dh, long long dw, long long OH, long long OW
 
+// The output position o whose window reads input position h at tap k (o stride + k dilation
+// - pad = h), or -1 where there is none: what a gather over the taps adds from.
+__device__ __forceinline__ long long reader(long long h, long long pad, long long k, long long dilation,
+                                            long long stride, long long out) {
+  const long long t = h + pad - k * dilation;
+  return t < 0 || t % stride != 0 || t / stride >= out ? -1 : t / stride;
+}
+
 // cols[n, (c KH + kh) KW + kw, oh OW + ow] = x[n, c, oh sh + kh dh - top, ow sw + kw dw - left]
 // (0 in the padding): one thread per (n, c, oh, ow), writing its KH KW taps.
 template <typename T>
@@ -63,12 +71,11 @@ __global__ void col2im(const T* __restrict__ cols, T* __restrict__ x, CONV_ARGS)
     const T* src = cols + plane * KH * KW * L;
     T total = 0;
     for (long long kh = 0; kh < KH; ++kh) {
-      const long long th = h + top - kh * dh;  // = oh sh
-      if (th < 0 || th % sh != 0 || th / sh >= OH) continue;
+      const long long oh = reader(h, top, kh, dh, sh, OH);
+      if (oh < 0) continue;
       for (long long kw = 0; kw < KW; ++kw) {
-        const long long tw = w + left - kw * dw;
-        if (tw < 0 || tw % sw != 0 || tw / sw >= OW) continue;
-        total += src[(kh * KW + kw) * L + (th / sh) * OW + tw / sw];
+        const long long ow = reader(w, left, kw, dw, sw, OW);
+        if (ow >= 0) total += src[(kh * KW + kw) * L + oh * OW + ow];
       }
     }
     x[i] = total;
@@ -114,12 +121,11 @@ __global__ void direct_backward_input(const T* __restrict__ grad_y, const T* __r
       const T* g = grad_y + (n * K + k) * OH * OW;
       const T* taps = weight + (k * CG + cg) * KH * KW;
       for (long long kh = 0; kh < KH; ++kh) {
-        const long long th = h + top - kh * dh;
-        if (th < 0 || th % sh != 0 || th / sh >= OH) continue;
+        const long long oh = reader(h, top, kh, dh, sh, OH);
+        if (oh < 0) continue;
         for (long long kw = 0; kw < KW; ++kw) {
-          const long long tw = w + left - kw * dw;
-          if (tw < 0 || tw % sw != 0 || tw / sw >= OW) continue;
-          total += taps[kh * KW + kw] * g[(th / sh) * OW + tw / sw];
+          const long long ow = reader(w, left, kw, dw, sw, OW);
+          if (ow >= 0) total += taps[kh * KW + kw] * g[oh * OW + ow];
         }
       }
     }
@@ -191,13 +197,19 @@ def _columns(x, g):
     return cols.reshape(n, g.groups, (c // g.groups) * g.kernel[0] * g.kernel[1], g.out_height * g.out_width)
 
 
+def _direct(kernel: str, shape, first, second, g, launch=rt.launch):
+    """A direct kernel's output of ``shape``: ``kernel(first, second, out, geometry)``, one thread
+    (``launch_blocks``: one block) per output element."""
+    out = rt.xp().empty(shape, dtype=first.dtype)
+    launch(PROGRAM, kernel, first.dtype, out.size, first, second, out, *_args(g))
+    return out
+
+
 def conv2d_forward(x, weight, g, plan: str | None = None):
     """y = cross-correlation of x with weight (no bias): (N, C, H, W) -> (N, K, OH, OW)."""
-    xp = rt.xp()
     if _strategy(g, plan) == "direct":
-        y = xp.empty(g.output_shape, dtype=x.dtype)
-        rt.launch(PROGRAM, "direct_forward", x.dtype, y.size, x, weight, y, *_args(g))
-        return y
+        return _direct("direct_forward", g.output_shape, x, weight, g)
+    xp = rt.xp()
     groups, k = g.groups, g.out_channels
     matrices = weight.reshape(groups, k // groups, -1)  # (G, K/G, C/G KH KW)
     # (G, K/G, C/G KH KW) @ (N, G, C/G KH KW, OH OW) -> (N, G, K/G, OH OW)
@@ -206,12 +218,9 @@ def conv2d_forward(x, weight, g, plan: str | None = None):
 
 def conv2d_backward_input(grad_y, weight, g, plan: str | None = None):
     """grad_x = the adjoint of the forward map applied to grad_y, shape ``g.input_shape``."""
-    xp = rt.xp()
     if _strategy(g, plan) == "direct":
-        grad_x = xp.empty(g.input_shape, dtype=grad_y.dtype)
-        rt.launch(PROGRAM, "direct_backward_input", grad_y.dtype, grad_x.size, grad_y, weight, grad_x,
-                  *_args(g))
-        return grad_x
+        return _direct("direct_backward_input", g.input_shape, grad_y, weight, g)
+    xp = rt.xp()
     n, groups, k = g.input_shape[0], g.groups, g.out_channels
     matrices = weight.reshape(groups, k // groups, -1)
     # (G, C/G KH KW, K/G) @ (N, G, K/G, OH OW): the columns' gradient
@@ -223,12 +232,9 @@ def conv2d_backward_input(grad_y, weight, g, plan: str | None = None):
 
 def conv2d_backward_weight(grad_y, x, g, plan: str | None = None):
     """grad_w[k, c, kh, kw] = sum_{n, oh, ow} grad_y[n, k, oh, ow] * (the x entry it multiplied)."""
-    xp = rt.xp()
     if _strategy(g, plan) == "direct":
-        grad_w = xp.empty(g.weight_shape, dtype=grad_y.dtype)
-        rt.launch_blocks(PROGRAM, "direct_backward_weight", grad_y.dtype, grad_w.size, grad_y, x, grad_w,
-                         *_args(g))
-        return grad_w
+        return _direct("direct_backward_weight", g.weight_shape, grad_y, x, g, rt.launch_blocks)
+    xp = rt.xp()
     n, groups, k = g.input_shape[0], g.groups, g.out_channels
     length = g.out_height * g.out_width
     # one GEMM per group over all N OH OW positions: (G, K/G, N L) @ (G, N L, C/G KH KW)
