@@ -124,10 +124,19 @@ def test_train_device_cuda_without_a_gpu_says_what_is_missing(tmp_path, capsys):
 
 def test_train_resume_and_evaluate_on_the_device(device, tmp_path, capsys):
     """The main job on each device: train, resume (the optimizer's state goes back onto the
-    device), evaluate."""
-    run = ["--device", device, "--epochs", "1", "--limit", "200", "--no-progress", "--output", str(tmp_path)]
-    assert main(["train", *run]) == 0
-    assert main(["train", *run, "--epochs", "2", "--resume", str(tmp_path / "checkpoint.npz")]) == 0
-    assert len((tmp_path / "history.csv").read_text().splitlines()) == 3
-    assert main(["evaluate", "--device", device, "--checkpoint", str(tmp_path / "checkpoint.npz")]) == 0
+    device), evaluate. On the reference CPU kernels (no Numba compilation here; the GPU runs
+    CuPy's whatever the backend), and the process's backend is restored afterwards."""
+    import tinygrad_cnn
+
+    run = ["--device", device, "--backend", "reference", "--epochs", "1", "--limit", "128", "--no-progress",
+           "--output", str(tmp_path)]
+    before = tinygrad_cnn.get_backend()
+    try:
+        assert main(["train", *run]) == 0
+        assert main(["train", *run, "--epochs", "2", "--resume", str(tmp_path / "checkpoint.npz")]) == 0
+        assert len((tmp_path / "history.csv").read_text().splitlines()) == 3
+        assert main(["evaluate", "--device", device, "--backend", "reference",
+                     "--checkpoint", str(tmp_path / "checkpoint.npz")]) == 0
+    finally:
+        tinygrad_cnn.set_backend(before)
     assert "accuracy" in capsys.readouterr().out
