@@ -22,6 +22,12 @@ Sections (printed as tables, written to benchmarks/out/results.json and results.
 * ``training``: whole SGD steps (forward, cross-entropy, backward, update) of LeNet-5
   (batch 64) and ResNet-20 (batch 32, 128) against the same PyTorch models, plus peak memory
   measured in separate subprocesses (see :func:`memory_probe`).
+
+Where a GPU is, ``ops`` and ``training`` race two more contestants in the same rounds:
+``cupy`` (tinygrad_cnn on ``device="cuda"``) and ``torch-cuda`` (a CUDA build of PyTorch),
+each waiting for the GPU at the end of every call (``benchmarks/gpu.py``); their tables
+appear only then. ``--gpu`` keeps the ops that a GPU check needs (ResNet-20's convolutions,
+pooling, batch norm, add+ReLU) quick.
 """
 
 from __future__ import annotations
@@ -87,18 +93,19 @@ OP_CASES = [
 ]
 
 
-def _ours_op(kind: str, x_shape, options, batch: int | None = None):
-    """(forward, forward+backward, flops) closures for tinygrad_cnn's functional op."""
+def _ours_op(kind: str, x_shape, options, batch: int | None = None, device: str = "cpu"):
+    """(forward, forward+backward, flops) closures for tinygrad_cnn's functional op on ``device``."""
     import tinygrad_cnn.nn.functional as F
     from tinygrad_cnn.autograd import no_grad
     from tinygrad_cnn.tensor import Tensor
 
     rng = np.random.default_rng(0)
     shape = (batch or x_shape[0],) + tuple(x_shape[1:])
-    x = Tensor(rng.standard_normal(shape).astype(np.float32), requires_grad=True)
+    x = Tensor(rng.standard_normal(shape).astype(np.float32), requires_grad=True, device=device)
     params: list = []
     if kind == "conv":
-        w = Tensor(rng.standard_normal(options["w"]).astype(np.float32) * 0.1, requires_grad=True)
+        w = Tensor(rng.standard_normal(options["w"]).astype(np.float32) * 0.1, requires_grad=True,
+                   device=device)
         params = [w]
 
         def op():
@@ -111,14 +118,14 @@ def _ours_op(kind: str, x_shape, options, batch: int | None = None):
             return F.avg_pool2d(x, 2)
     elif kind == "batch_norm":
         c = shape[1]
-        weight = Tensor(np.ones(c, np.float32), requires_grad=True)
-        bias = Tensor(np.zeros(c, np.float32), requires_grad=True)
+        weight = Tensor(np.ones(c, np.float32), requires_grad=True, device=device)
+        bias = Tensor(np.zeros(c, np.float32), requires_grad=True, device=device)
         params = [weight, bias]
 
         def op():
             return F.batch_norm(x, None, None, weight, bias, training=True)
     else:
-        other = Tensor(rng.standard_normal(shape).astype(np.float32), requires_grad=True)
+        other = Tensor(rng.standard_normal(shape).astype(np.float32), requires_grad=True, device=device)
         params = [other]
 
         def op():
@@ -126,7 +133,7 @@ def _ours_op(kind: str, x_shape, options, batch: int | None = None):
 
     with no_grad():
         y_shape = op().shape
-    grad = rng.standard_normal(y_shape).astype(np.float32)
+    grad = Tensor(rng.standard_normal(y_shape).astype(np.float32), device=device)
 
     def forward():
         with no_grad():
@@ -141,15 +148,16 @@ def _ours_op(kind: str, x_shape, options, batch: int | None = None):
     return forward, forward_backward, flops
 
 
-def _torch_op(kind: str, x_shape, options):
+def _torch_op(kind: str, x_shape, options, device: str = "cpu"):
     import torch
     import torch.nn.functional as TF
 
     rng = np.random.default_rng(0)
-    x = torch.from_numpy(rng.standard_normal(x_shape).astype(np.float32)).requires_grad_()
+    x = torch.from_numpy(rng.standard_normal(x_shape).astype(np.float32)).to(device).requires_grad_()
     params: list = []
     if kind == "conv":
-        w = torch.from_numpy(rng.standard_normal(options["w"]).astype(np.float32) * 0.1).requires_grad_()
+        w = torch.from_numpy(rng.standard_normal(options["w"]).astype(np.float32) * 0.1).to(device)
+        w.requires_grad_()
         params = [w]
 
         def op():
@@ -162,21 +170,21 @@ def _torch_op(kind: str, x_shape, options):
             return TF.avg_pool2d(x, 2)
     elif kind == "batch_norm":
         c = x_shape[1]
-        weight = torch.ones(c, requires_grad=True)
-        bias = torch.zeros(c, requires_grad=True)
+        weight = torch.ones(c, requires_grad=True, device=device)
+        bias = torch.zeros(c, requires_grad=True, device=device)
         params = [weight, bias]
 
         def op():
             return TF.batch_norm(x, None, None, weight, bias, training=True)
     else:
-        other = torch.from_numpy(rng.standard_normal(x_shape).astype(np.float32)).requires_grad_()
+        other = torch.from_numpy(rng.standard_normal(x_shape).astype(np.float32)).to(device).requires_grad_()
         params = [other]
 
         def op():
             return torch.relu(x + other)
 
     with torch.no_grad():
-        grad = torch.from_numpy(rng.standard_normal(tuple(op().shape)).astype(np.float32))
+        grad = torch.from_numpy(rng.standard_normal(tuple(op().shape)).astype(np.float32)).to(device)
 
     def forward():
         with torch.no_grad():
@@ -235,13 +243,20 @@ def _definition_loops(kind: str, name: str, x_shape, options, numba_forward) -> 
     return {"loops fwd": {"median": seconds, "min": seconds}, "loops images timed": images}
 
 
-def bench_ops(rounds: int, reference: bool, only: str | None = None, loops: bool = True) -> list[dict]:
+GPU_OPS = ("resnet", "pool 2x2 16ch", "batch norm 16ch", "add+relu")  # --gpu: what the GPU check needs
+
+
+def bench_ops(rounds: int, reference: bool, only: str | None = None, loops: bool = True,
+              gpu_only: bool = False) -> list[dict]:
     from tinygrad_cnn.kernels import use_backend
 
+    from benchmarks import gpu
+
     have_torch = _have_torch()
+    gpus = gpu.available()
     rows = []
     for name, kind, x_shape, options in OP_CASES:
-        if only and only not in name:
+        if (only and only not in name) or (gpu_only and not any(part in name for part in GPU_OPS)):
             continue
         row: dict = {"op": name, "kind": kind, "shape": list(x_shape), **{k: v for k, v in options.items()}}
         with use_backend("numba"):
@@ -253,6 +268,11 @@ def bench_ops(rounds: int, reference: bool, only: str | None = None, loops: bool
             if have_torch:
                 tf, tfb = _torch_op(kind, x_shape, options)
                 contest.update({"torch fwd": tf, "torch fwd+bwd": tfb})
+            for label, sync in gpus.items():
+                gf, gfb = (_ours_op(kind, x_shape, options, device="cuda")[:2] if label == "cupy"
+                           else _torch_op(kind, x_shape, options, device="cuda"))
+                contest.update({f"{label} fwd": gpu.synced(gf, sync),
+                                f"{label} fwd+bwd": gpu.synced(gfb, sync)})
             result = race(contest, rounds)
             if loops:
                 row.update(_definition_loops(kind, name, x_shape, options, fwd))
@@ -287,7 +307,10 @@ def _op_line(row: dict) -> str:
              if "torch fwd+bwd" in row else "    -")
     return (f"{row['op']:38s} fwd {ms('numba fwd')} torch {ms('torch fwd')} ref {ms('reference fwd')} | "
             f"fwd+bwd {ms('numba fwd+bwd')} torch {ms('torch fwd+bwd')} ref {ms('reference fwd+bwd')} | "
-            f"numba/torch {ratio} | cython fwd {ms('cython fwd')} fwd+bwd {ms('cython fwd+bwd')}")
+            f"numba/torch {ratio} | cython fwd {ms('cython fwd')} fwd+bwd {ms('cython fwd+bwd')}"
+            + (f" | cupy fwd {ms('cupy fwd')} fwd+bwd {ms('cupy fwd+bwd')} torch-cuda fwd "
+               f"{ms('torch-cuda fwd')} fwd+bwd {ms('torch-cuda fwd+bwd')}"
+               if "cupy fwd" in row or "torch-cuda fwd" in row else ""))
 
 
 # ----------------------------------------------------------------------------- first call
@@ -329,18 +352,18 @@ def bench_first_call() -> dict:
 
 
 # ----------------------------------------------------------------------------- training steps
-def _ours_step(model_name: str, batch: int):
+def _ours_step(model_name: str, batch: int, device: str = "cpu"):
     import tinygrad_cnn.nn.functional as F
     from benchmarks.models import INPUT_SHAPES, ours
     from tinygrad_cnn.optim import SGD
     from tinygrad_cnn.tensor import Tensor
 
-    model = ours(model_name)
+    model = ours(model_name).to(device)
     model.train()
     optimizer = SGD(list(model.parameters()), lr=0.01, momentum=0.9)
     rng = np.random.default_rng(0)
-    x = Tensor(rng.standard_normal((batch, *INPUT_SHAPES[model_name])).astype(np.float32))
-    target = rng.integers(0, 10, batch)
+    x = Tensor(rng.standard_normal((batch, *INPUT_SHAPES[model_name])).astype(np.float32), device=device)
+    target = Tensor(rng.integers(0, 10, batch), device=device)
 
     def step():
         optimizer.zero_grad()
@@ -352,7 +375,7 @@ def _ours_step(model_name: str, batch: int):
     return model, step
 
 
-def _torch_step(model_name: str, batch: int, copy_from=None):
+def _torch_step(model_name: str, batch: int, copy_from=None, device: str = "cpu"):
     import torch
 
     from benchmarks.models import INPUT_SHAPES, copy_weights, torch_model
@@ -360,11 +383,12 @@ def _torch_step(model_name: str, batch: int, copy_from=None):
     model = torch_model(model_name)
     if copy_from is not None:
         copy_weights(copy_from, model)
-    model.train()
+    model.to(device).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     rng = np.random.default_rng(0)
     x = torch.from_numpy(rng.standard_normal((batch, *INPUT_SHAPES[model_name])).astype(np.float32))
-    target = torch.from_numpy(rng.integers(0, 10, batch))
+    x = x.to(device)
+    target = torch.from_numpy(rng.integers(0, 10, batch)).to(device)
 
     def step():
         optimizer.zero_grad()
@@ -442,6 +466,8 @@ def memory_probe(framework: str, model_name: str, batch: int) -> dict:
 def bench_training(rounds: int, memory: bool) -> list[dict]:
     from tinygrad_cnn.kernels import use_backend
 
+    from benchmarks import gpu
+
     rows = []
     for model_name, batch in TRAINING_CASES:
         with use_backend("numba"):
@@ -451,6 +477,10 @@ def bench_training(rounds: int, memory: bool) -> list[dict]:
                 contest["cython"] = _on("cython", _ours_step(model_name, batch)[1])
             if _have_torch():
                 contest["torch"] = _torch_step(model_name, batch, copy_from=model)
+            for label, sync in gpu.available().items():
+                step = (_ours_step(model_name, batch, device="cuda")[1] if label == "cupy"
+                        else _torch_step(model_name, batch, copy_from=model, device="cuda"))
+                contest[label] = gpu.synced(step, sync)
             result = race(contest, rounds)
         row = {"model": model_name, "batch": batch, **result}
         if memory:
@@ -460,8 +490,11 @@ def bench_training(rounds: int, memory: bool) -> list[dict]:
         rows.append(row)
         ratio = (f"{row['numba']['median'] / row['torch']['median']:.2f}" if "torch" in row else "-")
         cython = f"cython {row['cython']['median'] * 1e3:.1f} ms, " if "cython" in row else ""
+        gpus = "".join(f", {label} {row[label]['median'] * 1e3:.2f} ms" for label in ("cupy", "torch-cuda")
+                       if label in row)
+        torch_ms = row.get("torch", {}).get("median", float("nan")) * 1e3
         print(f"train step {model_name} b{batch}: numba {row['numba']['median'] * 1e3:.1f} ms, {cython}torch "
-              f"{row.get('torch', {}).get('median', float('nan')) * 1e3:.1f} ms, ratio {ratio}", flush=True)
+              f"{torch_ms:.1f} ms, ratio {ratio}{gpus}", flush=True)
     return rows
 
 
@@ -477,6 +510,8 @@ def _have_torch() -> bool:
 def machine() -> dict:
     import numba
 
+    from benchmarks import gpu
+
     info = {"python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
             "threads": THREADS, "cpu_count": os.cpu_count(), "platform": platform.platform()}
     try:
@@ -490,6 +525,7 @@ def machine() -> dict:
         info["torch"] = torch.__version__
     except ImportError:
         info["torch"] = None
+    info.update(gpu.info())
     try:
         from threadpoolctl import threadpool_info
 
@@ -501,6 +537,8 @@ def machine() -> dict:
 
 
 def markdown(results: dict) -> str:
+    from benchmarks import gpu
+
     lines = ["| op | numba fwd ms | torch fwd ms | ref fwd ms | numba fwd+bwd ms | torch fwd+bwd ms | "
              "ref fwd+bwd ms | numba/torch (fwd+bwd) | numba/torch (fwd+bwd, min) | ref/numba (fwd+bwd) | "
              "numba GFLOP/s | torch GFLOP/s |",
@@ -565,6 +603,7 @@ def markdown(results: dict) -> str:
         for label in ("cold", "warm"):
             lines.append(f"| {label} Numba cache | {fc[label]['import_s']:.2f} | "
                          f"{fc[label]['first_conv2d_fwd_bwd_s']:.2f} |")
+    lines += gpu.markdown(results)
     return "\n".join(lines) + "\n"
 
 
@@ -574,6 +613,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--only", help="run the ops whose name contains this text")
     parser.add_argument("--skip", nargs="*", default=[],
                         choices=["ops", "reference", "loops", "first_call", "training", "memory"])
+    parser.add_argument("--gpu", action="store_true",
+                        help="only the ops a GPU check needs (ResNet-20, pooling, batch norm, add+ReLU)")
+    parser.add_argument("--out", default=str(OUT), help="folder for results.json and results.md")
     args = parser.parse_args(argv)
     import numba
 
@@ -590,14 +632,15 @@ def main(argv: list[str] | None = None) -> dict:
         results["first_call"] = bench_first_call()
     if "ops" not in args.skip:
         results["ops"] = bench_ops(rounds, reference="reference" not in args.skip, only=args.only,
-                                   loops="loops" not in args.skip)
+                                   loops="loops" not in args.skip, gpu_only=args.gpu)
     if "training" not in args.skip:
         results["training"] = bench_training(max(3, rounds // 2), memory="memory" not in args.skip)
     results["load_average_end"] = os.getloadavg()
-    OUT.mkdir(exist_ok=True)
-    (OUT / "results.json").write_text(json.dumps(results, indent=1))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
     table = markdown(results)
-    (OUT / "results.md").write_text(table)
+    (out / "results.md").write_text(table)
     print()
     print(table)
     return results

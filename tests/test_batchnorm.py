@@ -26,8 +26,8 @@ def channel_axes(x):
     return (0,) + tuple(range(2, x.ndim))
 
 
-def t64(a):
-    return Tensor(np.asarray(a, dtype=np.float64), requires_grad=True)
+def t64(a, device="cpu"):
+    return Tensor(np.asarray(a, dtype=np.float64), requires_grad=True, device=device)
 
 
 shapes = st.one_of(
@@ -38,19 +38,20 @@ shapes = st.one_of(
 
 
 @given(shape=shapes, dtype=DTYPES, affine=st.booleans(), seed=st.integers(0, 2**16))
-def test_training_forward_and_gradients(shape, dtype, affine, seed):
+def test_training_forward_and_gradients(shape, dtype, affine, seed, device):
     rng = np.random.default_rng(seed)
     x = rng.normal(1.0, 2.0, shape)
     c = shape[1]
     weight, bias = (rng.normal(size=c), rng.normal(size=c)) if affine else (np.ones(c), np.zeros(c))
     mean, var = x.mean(axis=channel_axes(x)), x.var(axis=channel_axes(x))  # biased, as PyTorch
     expected = normalize(x, mean, var, weight, bias, 1e-5)
-    w, b = (Tensor(weight.astype(dtype)), Tensor(bias.astype(dtype))) if affine else (None, None)
-    y = F.batch_norm(Tensor(x.astype(dtype)), None, None, w, b, training=True)
+    w, b = (Tensor(weight.astype(dtype), device=device), Tensor(bias.astype(dtype), device=device)) \
+        if affine else (None, None)
+    y = F.batch_norm(Tensor(x.astype(dtype), device=device), None, None, w, b, training=True)
     assert y.dtype == dtype and y.shape == shape
     tol = 1e-4 if dtype == np.float32 else 1e-10
     np.testing.assert_allclose(y.numpy(), expected, rtol=tol, atol=tol)
-    inputs = [t64(x), t64(weight), t64(bias)] if affine else [t64(x)]
+    inputs = [t64(x, device), t64(weight, device), t64(bias, device)] if affine else [t64(x, device)]
     gradcheck(lambda *ts: F.batch_norm(ts[0], None, None, *ts[1:], training=True), inputs)
 
 

@@ -158,3 +158,36 @@ def test_train_on_real_mnist_files(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "training on 8000 of the test-set images" in text and "on 2000 images" in text
     assert np.isfinite(float(text.split("test accuracy ")[1].split()[0]))
+
+
+def test_train_device_cuda_without_a_gpu_says_what_is_missing(tmp_path, capsys):
+    import tinygrad_cnn
+
+    if tinygrad_cnn.cuda.is_available():
+        pytest.skip("checks the error on a machine without a GPU")
+    code = main(["train", "--device", "cuda", "--epochs", "1", "--no-progress", "--output", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "device 'cuda' requested but CuPy" in err
+    assert "not installed" in err or "no usable CUDA GPU" in err
+    assert not (tmp_path / "checkpoint.npz").exists()
+
+
+def test_train_resume_and_evaluate_on_the_device(device, tmp_path, capsys):
+    """The main job on each device: train, resume (the optimizer's state goes back onto the
+    device), evaluate. On the reference CPU kernels (no Numba compilation here; the GPU runs
+    CuPy's whatever the backend), and the process's backend is restored afterwards."""
+    import tinygrad_cnn
+
+    run = ["--device", device, "--backend", "reference", "--epochs", "1", "--limit", "128", "--no-progress",
+           "--output", str(tmp_path)]
+    before = tinygrad_cnn.get_backend()
+    try:
+        assert main(["train", *run]) == 0
+        assert main(["train", *run, "--epochs", "2", "--resume", str(tmp_path / "checkpoint.npz")]) == 0
+        assert len((tmp_path / "history.csv").read_text().splitlines()) == 3
+        assert main(["evaluate", "--device", device, "--backend", "reference",
+                     "--checkpoint", str(tmp_path / "checkpoint.npz")]) == 0
+    finally:
+        tinygrad_cnn.set_backend(before)
+    assert "accuracy" in capsys.readouterr().out

@@ -115,9 +115,10 @@ def arrays_for(config, seed_data, nd=2):
 
 # ----------------------------------------------------------------------------- tests
 @given(config=conv_configs(), seed=st.integers(0, 2**16), with_bias=st.booleans())
-def test_conv2d_equals_summation_formula(config, seed, with_bias):
+def test_conv2d_equals_summation_formula(config, seed, with_bias, device):
     x, w, b = arrays_for(config, seed)
-    y = F.conv2d(Tensor(x), Tensor(w), Tensor(b) if with_bias else None, stride=config["stride"],
+    y = F.conv2d(Tensor(x, device=device), Tensor(w, device=device),
+                 Tensor(b, device=device) if with_bias else None, stride=config["stride"],
                  padding=config["padding"], dilation=config["dilation"], groups=config["groups"])
     expected = conv2d_loops(x.astype(np.float64), w.astype(np.float64), b if with_bias else None,
                             config["stride"], config["pads"], config["dilation"], config["groups"])
@@ -127,10 +128,11 @@ def test_conv2d_equals_summation_formula(config, seed, with_bias):
 
 
 @given(config=conv_configs(nd=1), seed=st.integers(0, 2**16), with_bias=st.booleans())
-def test_conv1d_equals_summation_formula(config, seed, with_bias):
+def test_conv1d_equals_summation_formula(config, seed, with_bias, device):
     x, w, b = arrays_for(config, seed, nd=1)
     stride, dilation = config["stride"][0], config["dilation"][0]
-    y = F.conv1d(Tensor(x), Tensor(w), Tensor(b) if with_bias else None, stride=stride,
+    y = F.conv1d(Tensor(x, device=device), Tensor(w, device=device),
+                 Tensor(b, device=device) if with_bias else None, stride=stride,
                  padding=config["padding"], dilation=dilation, groups=config["groups"])
     # a signal is a one-row image; the oracle is the 2-D loop with height 1
     expected = conv2d_loops(x[:, :, None].astype(np.float64), w[:, :, None].astype(np.float64),

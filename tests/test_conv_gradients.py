@@ -18,13 +18,13 @@ from tinygrad_cnn.testing import gradcheck
 small = conv_configs(max_size=5)
 
 
-def leaf(array):
-    return Tensor(np.asarray(array, dtype=np.float64), requires_grad=True)
+def leaf(array, device="cpu"):
+    return Tensor(np.asarray(array, dtype=np.float64), requires_grad=True, device=device)
 
 
 @given(config=small, seed=st.integers(0, 2**16), with_bias=st.booleans())
-def test_conv2d_gradients(config, seed, with_bias):
-    x, w, b = (leaf(a) for a in arrays_for(config, seed))
+def test_conv2d_gradients(config, seed, with_bias, device):
+    x, w, b = (leaf(a, device) for a in arrays_for(config, seed))
     options = dict(stride=config["stride"], padding=config["padding"], dilation=config["dilation"],
                    groups=config["groups"])
     if with_bias:
@@ -59,11 +59,12 @@ def transposed_case(config, seed, extra):
 
 
 @given(config=small, seed=st.integers(0, 2**16), extra=st.integers(0, 1))
-def test_conv_transpose2d_gradients(config, seed, extra):
+def test_conv_transpose2d_gradients(config, seed, extra, device):
     y, w, bias, out_pad = transposed_case(config, seed, extra)
     options = dict(stride=config["stride"], padding=tuple(config["pads"]), output_padding=out_pad,
                    groups=config["groups"], dilation=config["dilation"])
-    gradcheck(lambda y, w, b: F.conv_transpose2d(y, w, b, **options), [leaf(y), leaf(w), leaf(bias)])
+    gradcheck(lambda y, w, b: F.conv_transpose2d(y, w, b, **options),
+              [leaf(y, device), leaf(w, device), leaf(bias, device)])
 
 
 @given(config=conv_configs(nd=1, names=False, max_size=5), seed=st.integers(0, 2**16),
@@ -106,13 +107,13 @@ def test_locally_connected_gradients(h, w, c, k, stride, seed, data):
 
 
 @given(config=small, seed=st.integers(0, 2**16))
-def test_unfold_and_fold_gradients(config, seed):
+def test_unfold_and_fold_gradients(config, seed, device):
     x, _, _ = arrays_for(config, seed)
     options = dict(kernel_size=config["kernel"], dilation=config["dilation"], padding=tuple(config["pads"]),
                    stride=config["stride"])
-    gradcheck(lambda x: F.unfold(x, **options), [leaf(x)])
-    cols = F.unfold(Tensor(x.astype(np.float64)), **options).numpy()
-    gradcheck(lambda c: F.fold(c, config["size"], **options), [leaf(cols)])
+    gradcheck(lambda x: F.unfold(x, **options), [leaf(x, device)])
+    cols = F.unfold(Tensor(x.astype(np.float64), device=device), **options).numpy()
+    gradcheck(lambda c: F.fold(c, config["size"], **options), [leaf(cols, device)])
 
 
 @pytest.mark.parametrize("make", [
@@ -125,10 +126,10 @@ def test_unfold_and_fold_gradients(config, seed):
     lambda: nn.ConvTranspose2d(2, 2, 2, stride=2, output_padding=1, dtype="float64"),
     lambda: nn.LocallyConnected2d(2, 2, (4, 3), 2, dtype="float64"),
 ])
-def test_layer_parameter_gradients(make):
+def test_layer_parameter_gradients(make, device):
     tc.manual_seed(0)
-    layer = make()
+    layer = make().to(device)
     x = leaf(np.random.default_rng(0).uniform(-1, 1, (2, 2, 4, 3) if "1d" not in type(layer).__name__
-                                             else (2, 2, 5)))
+                                             else (2, 2, 5)), device)
     # gradcheck perturbs the Parameters in place, so the layer itself is the function
     gradcheck(lambda x, *params: layer(x), [x, *layer.parameters()])

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -36,7 +37,6 @@ def fake_cuda(monkeypatch):
     """Pretend CuPy and the NVIDIA driver are in a given state: ``fake_cuda(cupy, driver)``
     with cupy None (not installed), an exception (getDeviceCount raises) or a device count,
     and driver None (no libcuda) or (GPUs, CUDA major version)."""
-    import types
 
     from tinygrad_cnn import device
 

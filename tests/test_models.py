@@ -13,10 +13,11 @@ def count(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def run(model, shape, batch=2):
-    model.eval()
+def run(model, shape, batch=2, device="cpu"):
+    model.to(device).eval()
     with tc.no_grad():
-        return model(Tensor(np.random.default_rng(0).random((batch, *shape)).astype(np.float32)))
+        x = np.random.default_rng(0).random((batch, *shape)).astype(np.float32)
+        return model(Tensor(x, device=device))
 
 
 # ------------------------------------------------------------ counts
@@ -92,13 +93,13 @@ def test_mobilenet_block_is_cheaper_than_a_full_convolution():
     ("unet_small", (1, 32, 32), (4, 32, 32)),
 ])
 @pytest.mark.parametrize("batch", [1, 3])
-def test_forward_shapes_any_batch(name, shape, out, batch):
+def test_forward_shapes_any_batch(name, shape, out, batch, device):
     options = {"width": 0.25} if name == "inception_small" else {}
     if name == "vgg11_cifar":
         model = models.vgg_cifar(11, width=0.125)
     else:
         model = models.get_model(name, **options)
-    y = run(model, shape, batch)
+    y = run(model, shape, batch, device)
     assert y.shape == (batch, *out) and np.isfinite(y.numpy()).all()
 
 
@@ -154,9 +155,9 @@ def test_option_a_shortcut_subsamples_and_pads_with_zeros():
     assert not y[:, :2].any() and not y[:, 6:].any()
 
 
-def test_models_train_a_step_and_gradients_reach_the_first_layer():
-    model = models.resnet20(num_classes=3)
-    x = Tensor(np.random.default_rng(0).random((2, 3, 32, 32)).astype(np.float32))
+def test_models_train_a_step_and_gradients_reach_the_first_layer(device):
+    model = models.resnet20(num_classes=3).to(device)
+    x = Tensor(np.random.default_rng(0).random((2, 3, 32, 32)).astype(np.float32), device=device)
     loss = nn.functional.cross_entropy(model(x), np.array([0, 2]))
     loss.backward()
     assert model.conv1.weight.grad is not None and np.abs(model.conv1.weight.grad.numpy()).sum() > 0

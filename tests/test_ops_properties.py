@@ -20,8 +20,8 @@ from tinygrad_cnn.testing import gradcheck
 pair_shapes = hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, max_side=4)
 
 
-def t64(a):
-    return Tensor(np.asarray(a, dtype=np.float64), requires_grad=True)
+def t64(a, device="cpu"):
+    return Tensor(np.asarray(a, dtype=np.float64), requires_grad=True, device=device)
 
 
 BINARY = {
@@ -45,18 +45,18 @@ def _condition(a, b, rule):
 
 @pytest.mark.parametrize("name", sorted(BINARY))
 @given(data=st.data(), shapes=pair_shapes, dtype=DTYPES)
-def test_binary_ops(name, data, shapes, dtype):
+def test_binary_ops(name, data, shapes, dtype, device):
     op, reference, rule = BINARY[name]
     a = data.draw(maybe_transposed(shapes.input_shapes[0]))
     b = data.draw(maybe_transposed(shapes.input_shapes[1]))
     a, b = _condition(a, b, rule)
     if name in ("maximum", "minimum"):  # keep away from ties, where the derivative jumps
         b = np.where(np.abs(a - b) < 1e-2, b + 0.1, b)
-    out = op(Tensor(a.astype(dtype)), Tensor(b.astype(dtype)))
+    out = op(Tensor(a.astype(dtype), device=device), Tensor(b.astype(dtype), device=device))
     expected = reference(a.astype(dtype), b.astype(dtype))
     assert out.shape == expected.shape and out.dtype == dtype
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-5)
-    gradcheck(op, [t64(a), t64(b)])
+    gradcheck(op, [t64(a, device), t64(b, device)])
 
 
 @pytest.mark.parametrize("name", ["add", "sub", "mul", "div", "pow"])
@@ -87,7 +87,7 @@ UNARY = {
 
 @pytest.mark.parametrize("name", sorted(UNARY))
 @given(data=st.data(), shape=hnp.array_shapes(min_dims=0, max_dims=3, max_side=4), dtype=DTYPES)
-def test_unary_ops(name, data, shape, dtype):
+def test_unary_ops(name, data, shape, dtype, device):
     op, reference, (low, high) = UNARY[name]
     x = data.draw(maybe_transposed(shape, low=low, high=high))
     if name in ("abs", "relu", "leaky_relu"):  # derivative jumps at 0
@@ -95,10 +95,10 @@ def test_unary_ops(name, data, shape, dtype):
     if name == "clamp":  # and at the clamp edges
         x = np.where(np.abs(x + 1.0) < 1e-2, 0.0, x)
         x = np.where(np.abs(x - 1.5) < 1e-2, 0.0, x)
-    out = op(Tensor(x.astype(dtype)))
+    out = op(Tensor(x.astype(dtype), device=device))
     np.testing.assert_allclose(out.numpy(), reference(x.astype(dtype)), rtol=1e-5, atol=1e-6)
     assert out.dtype == dtype
-    gradcheck(op, [t64(x)])
+    gradcheck(op, [t64(x, device)])
 
 
 def test_sigmoid_does_not_overflow():
@@ -118,7 +118,7 @@ def tensor_and_dims(draw, min_dims=1):
 
 
 @given(case=tensor_and_dims())
-def test_sum_mean_var(case):
+def test_sum_mean_var(case, device):
     x, dims, keepdim = case
     for method, reference in (("sum", np.sum), ("mean", np.mean),
                               ("var", lambda a, axis, keepdims: np.var(a, axis=axis,
@@ -127,10 +127,10 @@ def test_sum_mean_var(case):
         count = x.size if dims is None else np.prod([x.shape[d] for d in dims])
         if method == "var" and count < 2:
             continue
-        out = getattr(Tensor(x), method)(dims, keepdim=keepdim)
+        out = getattr(Tensor(x, device=device), method)(dims, keepdim=keepdim)
         np.testing.assert_allclose(out.numpy(), reference(x, axis=dims, keepdims=keepdim),
                                    rtol=1e-10, atol=1e-12)
-        gradcheck(lambda t, m=method: getattr(t, m)(dims, keepdim=keepdim), [t64(x)])
+        gradcheck(lambda t, m=method: getattr(t, m)(dims, keepdim=keepdim), [t64(x, device)])
 
 
 @given(case=tensor_and_dims())
@@ -155,12 +155,12 @@ def test_max_ties_share_the_gradient_and_max_dim_returns_indices():
 @given(data=st.data(), batch=hnp.mutually_broadcastable_shapes(num_shapes=2, max_dims=2,
                                                                max_side=3),
        n=st.integers(1, 4), k=st.integers(1, 4), m=st.integers(1, 4), dtype=DTYPES)
-def test_matmul_batched(data, batch, n, k, m, dtype):
+def test_matmul_batched(data, batch, n, k, m, dtype, device):
     a = data.draw(maybe_transposed(batch.input_shapes[0] + (n, k)))
     b = data.draw(maybe_transposed(batch.input_shapes[1] + (k, m)))
-    out = Tensor(a.astype(dtype)) @ Tensor(b.astype(dtype))
+    out = Tensor(a.astype(dtype), device=device) @ Tensor(b.astype(dtype), device=device)
     np.testing.assert_allclose(out.numpy(), a.astype(dtype) @ b.astype(dtype), rtol=1e-4, atol=1e-5)
-    gradcheck(lambda x, y: x @ y, [t64(a), t64(b)])
+    gradcheck(lambda x, y: x @ y, [t64(a, device), t64(b, device)])
 
 
 @given(a=finite_arrays((3,)), b=finite_arrays((3, 2)), c=finite_arrays((2, 3)))
@@ -171,7 +171,7 @@ def test_matmul_vectors(a, b, c):
 
 
 @given(x=maybe_transposed((2, 3, 4)), order=st.permutations([0, 1, 2]))
-def test_movement_ops(x, order):
+def test_movement_ops(x, order, device):
     cases = [
         (lambda t: t.reshape(4, 6), x.reshape(4, 6)),
         (lambda t: t.view(-1), x.reshape(-1)),
@@ -183,64 +183,65 @@ def test_movement_ops(x, order):
         (lambda t: t[:1].expand(3, 3, 4), np.broadcast_to(x[:1], (3, 3, 4))),
     ]
     for op, expected in cases:
-        np.testing.assert_array_equal(op(Tensor(x)).numpy(), expected)
-        gradcheck(op, [t64(x)])
+        np.testing.assert_array_equal(op(Tensor(x, device=device)).numpy(), expected)
+        gradcheck(op, [t64(x, device)])
 
 
 @given(x=maybe_transposed((4, 3)), rows=st.lists(st.integers(-4, 3), min_size=1, max_size=6))
-def test_indexing_basic_and_integer_arrays(x, rows):
+def test_indexing_basic_and_integer_arrays(x, rows, device):
     cases = [
         (lambda t: t[1:3, ::2], x[1:3, ::2]),
         (lambda t: t[-1], x[-1]),
         (lambda t: t[rows], x[rows]),  # repeated rows: gradients must add up
         (lambda t: t[rows, 0], x[rows, 0]),
-        (lambda t: t[Tensor(np.array(rows))], x[rows]),
+        (lambda t: t[Tensor(np.array(rows), device=device)], x[rows]),
     ]
     for op, expected in cases:
-        np.testing.assert_array_equal(op(Tensor(x)).numpy(), expected)
-        gradcheck(op, [t64(x)])
+        np.testing.assert_array_equal(op(Tensor(x, device=device)).numpy(), expected)
+        gradcheck(op, [t64(x, device)])
 
 
 @given(a=maybe_transposed((2, 3)), b=maybe_transposed((2, 3)), dim=st.integers(-2, 1))
-def test_cat_and_stack(a, b, dim):
-    np.testing.assert_array_equal(tc.cat([Tensor(a), Tensor(b)], dim).numpy(),
+def test_cat_and_stack(a, b, dim, device):
+    np.testing.assert_array_equal(tc.cat([Tensor(a, device=device), Tensor(b, device=device)], dim).numpy(),
                                   np.concatenate([a, b], axis=dim))
-    np.testing.assert_array_equal(tc.stack([Tensor(a), Tensor(b)], dim).numpy(),
+    np.testing.assert_array_equal(tc.stack([Tensor(a, device=device), Tensor(b, device=device)], dim).numpy(),
                                   np.stack([a, b], axis=dim))
-    gradcheck(lambda x, y: tc.cat([x, y, x], dim), [t64(a), t64(b)])
-    gradcheck(lambda x, y: tc.stack([x, y], dim), [t64(a), t64(b)])
+    gradcheck(lambda x, y: tc.cat([x, y, x], dim), [t64(a, device), t64(b, device)])
+    gradcheck(lambda x, y: tc.stack([x, y], dim), [t64(a, device), t64(b, device)])
 
 
 @pytest.mark.parametrize("mode,numpy_mode", [("constant", "constant"), ("reflect", "reflect"),
                                              ("replicate", "edge"), ("circular", "wrap")])
 @given(data=st.data())
-def test_pad_modes(mode, numpy_mode, data):
+def test_pad_modes(mode, numpy_mode, data, device):
     h, w = data.draw(st.integers(2, 5)), data.draw(st.integers(2, 5))
     x = data.draw(maybe_transposed((2, h, w)))
     limit_h, limit_w = (h - 1, w - 1) if mode == "reflect" else (h, w)
     left, right = data.draw(st.integers(0, limit_w)), data.draw(st.integers(0, limit_w))
     top, bottom = data.draw(st.integers(0, limit_h)), data.draw(st.integers(0, limit_h))
-    out = F.pad(Tensor(x), (left, right, top, bottom), mode=mode)
+    out = F.pad(Tensor(x, device=device), (left, right, top, bottom), mode=mode)
     expected = np.pad(x, ((0, 0), (top, bottom), (left, right)), mode=numpy_mode)
     np.testing.assert_array_equal(out.numpy(), expected)
-    gradcheck(lambda t: F.pad(t, (left, right, top, bottom), mode=mode), [t64(x)])
+    gradcheck(lambda t: F.pad(t, (left, right, top, bottom), mode=mode), [t64(x, device)])
 
 
 @given(cond=hnp.arrays(bool, (3, 4)), a=maybe_transposed((3, 4)), b=finite_arrays((4,)))
-def test_where(cond, a, b):
-    np.testing.assert_array_equal(tc.where(cond, Tensor(a), Tensor(b)).numpy(), np.where(cond, a, b))
-    gradcheck(lambda x, y: tc.where(cond, x, y), [t64(a), t64(b)])
+def test_where(cond, a, b, device):
+    np.testing.assert_array_equal(tc.where(cond, Tensor(a, device=device), Tensor(b, device=device)).numpy(),
+                                  np.where(cond, a, b))
+    gradcheck(lambda x, y: tc.where(cond, x, y), [t64(a, device), t64(b, device)])
 
 
 @given(x=maybe_transposed((3, 5), low=-30, high=30), dim=st.sampled_from([0, 1, -1]))
-def test_softmax_and_log_softmax(x, dim):
+def test_softmax_and_log_softmax(x, dim, device):
     shifted = x - x.max(axis=dim, keepdims=True)
     expected = np.exp(shifted) / np.exp(shifted).sum(axis=dim, keepdims=True)
-    np.testing.assert_allclose(Tensor(x).softmax(dim).numpy(), expected, rtol=1e-10)
-    np.testing.assert_allclose(Tensor(x).log_softmax(dim).numpy(), np.log(expected), rtol=1e-8,
+    np.testing.assert_allclose(Tensor(x, device=device).softmax(dim).numpy(), expected, rtol=1e-10)
+    np.testing.assert_allclose(Tensor(x, device=device).log_softmax(dim).numpy(), np.log(expected), rtol=1e-8,
                                atol=1e-10)
-    gradcheck(lambda t: t.softmax(dim), [t64(x)])
-    gradcheck(lambda t: t.log_softmax(dim), [t64(x)])
+    gradcheck(lambda t: t.softmax(dim), [t64(x, device)])
+    gradcheck(lambda t: t.log_softmax(dim), [t64(x, device)])
 
 
 def test_log_softmax_is_stable_for_huge_logits():

@@ -77,8 +77,8 @@ def avg_pool_oracle(x, k, s, p, ceil_mode, count_include_pad):
     return y
 
 
-def t64(a):
-    return Tensor(np.asarray(a, dtype=np.float64), requires_grad=True)
+def t64(a, device="cpu"):
+    return Tensor(np.asarray(a, dtype=np.float64), requires_grad=True, device=device)
 
 
 # --------------------------------------------------------------- strategies
@@ -104,25 +104,25 @@ def distinct_values(draw, shape):
 
 # ---------------------------------------------------------------- max pool
 @given(data=st.data(), win=windows(), dtype=DTYPES, return_indices=st.booleans())
-def test_max_pool2d_matches_loops_and_gradcheck(data, win, dtype, return_indices):
+def test_max_pool2d_matches_loops_and_gradcheck(data, win, dtype, return_indices, device):
     k, s, p, d, ceil_mode, shape = win
     x = distinct_values(data.draw, shape)
     expected, expected_idx = max_pool_oracle(x, k, s, p, d, ceil_mode)
-    out = F.max_pool2d(Tensor(x.astype(dtype)), k, s, p, d, ceil_mode, return_indices=True)
+    out = F.max_pool2d(Tensor(x.astype(dtype), device=device), k, s, p, d, ceil_mode, return_indices=True)
     y, idx = out
     assert y.dtype == dtype and y.shape == expected.shape and idx.dtype == np.int64
     np.testing.assert_allclose(y.numpy(), expected, rtol=1e-6)
     np.testing.assert_array_equal(idx.numpy(), expected_idx)
     layer = nn.MaxPool2d(k, s, p, d, return_indices=return_indices, ceil_mode=ceil_mode)
-    layer_out = layer(Tensor(x.astype(dtype)))
+    layer_out = layer(Tensor(x.astype(dtype), device=device))
     np.testing.assert_allclose((layer_out[0] if return_indices else layer_out).numpy(), expected, rtol=1e-6)
 
-    xt = t64(x)
+    xt = t64(x, device)
     g = np.arange(expected.size, dtype=np.float64).reshape(expected.shape) + 1
     F.max_pool2d(xt, k, s, p, d, ceil_mode).backward(g)
     np.testing.assert_allclose(xt.grad.numpy(), max_pool_grad_oracle(x.shape, expected_idx, g))
     if np.isfinite(expected).all():  # a window of pure padding (dilation) gives -inf
-        gradcheck(lambda t: F.max_pool2d(t, k, s, p, d, ceil_mode), [t64(x)])
+        gradcheck(lambda t: F.max_pool2d(t, k, s, p, d, ceil_mode), [t64(x, device)])
 
 
 @given(data=st.data(), win=windows(dims=1), dtype=DTYPES)
@@ -173,17 +173,17 @@ def test_max_pool_overlapping_windows_sum_gradients_and_padding_never_wins():
 
 # ---------------------------------------------------------------- avg pool
 @given(win=windows(max_dilation=1), count_include_pad=st.booleans(), dtype=DTYPES, data=st.data())
-def test_avg_pool2d_matches_loops_and_gradcheck(win, count_include_pad, dtype, data):
+def test_avg_pool2d_matches_loops_and_gradcheck(win, count_include_pad, dtype, data, device):
     k, s, p, _, ceil_mode, shape = win
     x = np.random.default_rng(data.draw(st.integers(0, 2**16))).uniform(-2, 2, shape)
     expected = avg_pool_oracle(x, k, s, p, ceil_mode, count_include_pad)
-    y = F.avg_pool2d(Tensor(x.astype(dtype)), k, s, p, ceil_mode, count_include_pad)
+    y = F.avg_pool2d(Tensor(x.astype(dtype), device=device), k, s, p, ceil_mode, count_include_pad)
     assert y.dtype == dtype and y.shape == expected.shape
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(y.numpy(), expected, rtol=tol, atol=tol)
     layer = nn.AvgPool2d(k, s, p, ceil_mode=ceil_mode, count_include_pad=count_include_pad)
-    np.testing.assert_allclose(layer(Tensor(x)).numpy(), expected, rtol=1e-12, atol=1e-12)
-    gradcheck(lambda t: F.avg_pool2d(t, k, s, p, ceil_mode, count_include_pad), [t64(x)])
+    np.testing.assert_allclose(layer(Tensor(x, device=device)).numpy(), expected, rtol=1e-12, atol=1e-12)
+    gradcheck(lambda t: F.avg_pool2d(t, k, s, p, ceil_mode, count_include_pad), [t64(x, device)])
 
 
 @given(win=windows(max_dilation=1, dims=1), count_include_pad=st.booleans(), data=st.data())
@@ -258,7 +258,7 @@ def test_lp_pooling_general_p(p):
 
 # ------------------------------------------------------------ adaptive pool
 @given(data=st.data(), dtype=DTYPES)
-def test_adaptive_avg_pool2d_equals_the_bin_formula(data, dtype):
+def test_adaptive_avg_pool2d_equals_the_bin_formula(data, dtype, device):
     h, w = data.draw(st.integers(1, 7)), data.draw(st.integers(1, 7))
     oh, ow = data.draw(st.integers(1, h + 2)), data.draw(st.integers(1, w + 2))
     x = np.random.default_rng(data.draw(st.integers(0, 2**16))).uniform(-2, 2, (2, 3, h, w))
@@ -268,15 +268,17 @@ def test_adaptive_avg_pool2d_equals_the_bin_formula(data, dtype):
             h0, h1 = math.floor(i * h / oh), math.ceil((i + 1) * h / oh)
             w0, w1 = math.floor(j * w / ow), math.ceil((j + 1) * w / ow)
             expected[:, :, i, j] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3))
-    y = F.adaptive_avg_pool2d(Tensor(x.astype(dtype)), (oh, ow))
+    y = F.adaptive_avg_pool2d(Tensor(x.astype(dtype), device=device), (oh, ow))
     assert y.dtype == dtype and y.shape == (2, 3, oh, ow)
     np.testing.assert_allclose(y.numpy(), expected, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6)
-    np.testing.assert_allclose(nn.AdaptiveAvgPool2d((oh, ow))(Tensor(x)).numpy(), expected, rtol=1e-12)
-    gradcheck(lambda t: F.adaptive_avg_pool2d(t, (oh, ow)), [t64(x[:1, :1])])
+    np.testing.assert_allclose(nn.AdaptiveAvgPool2d((oh, ow))(Tensor(x, device=device)).numpy(), expected,
+                               rtol=1e-12)
+    gradcheck(lambda t: F.adaptive_avg_pool2d(t, (oh, ow)), [t64(x[:1, :1], device)])
     # 1-d: the same bins along the last axis
     expected_1d = np.stack([x[:, :, 0, math.floor(j * w / ow):math.ceil((j + 1) * w / ow)].mean(axis=-1)
                             for j in range(ow)], axis=-1)
-    np.testing.assert_allclose(F.adaptive_avg_pool1d(Tensor(x[:, :, 0]), ow).numpy(), expected_1d, rtol=1e-12)
+    np.testing.assert_allclose(F.adaptive_avg_pool1d(Tensor(x[:, :, 0], device=device), ow).numpy(),
+                               expected_1d, rtol=1e-12)
 
 
 def test_adaptive_output_size_none_keeps_the_input_size():
@@ -300,7 +302,7 @@ def test_global_avg_pool_is_the_mean_over_h_and_w(data, flatten):
 
 # ------------------------------------------------------------ Gaussian pool
 @given(win=windows(max_dilation=1), sigma=st.floats(0.3, 3.0), data=st.data(), dtype=DTYPES)
-def test_gaussian_avg_pool_is_a_distance_weighted_average(win, sigma, data, dtype):
+def test_gaussian_avg_pool_is_a_distance_weighted_average(win, sigma, data, dtype, device):
     k, s, p, _, _, shape = win
     x = np.random.default_rng(data.draw(st.integers(0, 2**16))).uniform(-2, 2, shape)
     # the formula in the docstring: normalized exp(-distance^2 / (2 sigma^2)) to the window centre
@@ -314,12 +316,12 @@ def test_gaussian_avg_pool_is_a_distance_weighted_average(win, sigma, data, dtyp
         for j in range(ow):
             patch = padded[:, :, i * s[0]:i * s[0] + k[0], j * s[1]:j * s[1] + k[1]]
             expected[:, :, i, j] = (patch * weights).sum(axis=(2, 3))
-    y = F.gaussian_avg_pool2d(Tensor(x.astype(dtype)), k, s, p, sigma=sigma)
+    y = F.gaussian_avg_pool2d(Tensor(x.astype(dtype), device=device), k, s, p, sigma=sigma)
     assert y.dtype == dtype
     np.testing.assert_allclose(y.numpy(), expected, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6)
-    np.testing.assert_allclose(nn.GaussianAvgPool2d(k, s, p, sigma)(Tensor(x)).numpy(), expected, rtol=1e-12,
-                               atol=1e-12)
-    gradcheck(lambda t: F.gaussian_avg_pool2d(t, k, s, p, sigma=sigma), [t64(x)])
+    np.testing.assert_allclose(nn.GaussianAvgPool2d(k, s, p, sigma)(Tensor(x, device=device)).numpy(),
+                               expected, rtol=1e-12, atol=1e-12)
+    gradcheck(lambda t: F.gaussian_avg_pool2d(t, k, s, p, sigma=sigma), [t64(x, device)])
 
 
 def test_gaussian_pool_limits():

@@ -14,28 +14,28 @@ from tinygrad_cnn import Tensor
 from tinygrad_cnn.testing import gradcheck
 
 
-def t64(a):
-    return Tensor(np.asarray(a, dtype=np.float64), requires_grad=True)
+def t64(a, device="cpu"):
+    return Tensor(np.asarray(a, dtype=np.float64), requires_grad=True, device=device)
 
 
 # ------------------------------------------------------------------ add_relu
 @given(data=st.data(), shape=hnp.array_shapes(min_dims=1, max_dims=4, max_side=4), dtype=DTYPES)
-def test_add_relu_forward_and_backward(data, shape, dtype):
+def test_add_relu_forward_and_backward(data, shape, dtype, device):
     a = data.draw(finite_arrays(shape))
     b = data.draw(finite_arrays(shape))
     b = np.where(np.abs(a + b) < 1e-2, b + 0.1, b)  # keep away from the kink at 0
-    y = F.add_relu(Tensor(a.astype(dtype)), Tensor(b.astype(dtype)))
+    y = F.add_relu(Tensor(a.astype(dtype), device=device), Tensor(b.astype(dtype), device=device))
     assert y.dtype == dtype and y.shape == shape
     np.testing.assert_allclose(y.numpy(), np.maximum(a.astype(dtype) + b.astype(dtype), 0), rtol=1e-6)
 
-    ta, tb = t64(a), t64(b)
+    ta, tb = t64(a, device), t64(b, device)
     g = data.draw(finite_arrays(shape))
     F.add_relu(ta, tb).backward(g)
     expected = g * (a + b > 0)  # the same gradient reaches both inputs
     np.testing.assert_allclose(ta.grad.numpy(), expected)
     np.testing.assert_allclose(tb.grad.numpy(), expected)
     assert ta.grad.data is not tb.grad.data
-    gradcheck(F.add_relu, [t64(a), t64(b)])
+    gradcheck(F.add_relu, [t64(a, device), t64(b, device)])
 
 
 def test_add_relu_with_one_input_constant_and_reused():

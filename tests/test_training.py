@@ -61,13 +61,14 @@ def test_mlp_learns_digits_to_95_percent():
     assert accuracy >= 0.95, accuracy
 
 
-def run(digits, epochs, seed=0, callbacks=(), resume=None, scheduler=True, **fit):
+def run(digits, epochs, seed=0, callbacks=(), resume=None, scheduler=True, device="cpu", **fit):
     x, y, xt, yt = digits
     tc.manual_seed(seed)
     model = mlp()
     opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     sched = optim.StepLR(opt, 1, 0.7) if scheduler else None
-    trainer = Trainer(model, opt, scheduler=sched, callbacks=callbacks, progress=False, seed=seed)
+    trainer = Trainer(model, opt, scheduler=sched, callbacks=callbacks, progress=False, seed=seed,
+                      device=device)
     start = trainer.resume(resume) if resume else 0
     trainer.fit((x, y), epochs, (xt, yt), initial_epoch=start, **fit)
     return model, trainer
@@ -77,15 +78,15 @@ def params(model):
     return [p.numpy().copy() for p in model.parameters()]
 
 
-def test_fit_learns_and_is_deterministic(digits):
-    m1, t1 = run(digits, 3)
-    m2, t2 = run(digits, 3)
+def test_fit_learns_and_is_deterministic(digits, device):
+    m1, t1 = run(digits, 3, device=device)
+    m2, t2 = run(digits, 3, device=device)
     assert t1.history["val_accuracy"][-1] > 0.85
     assert t1.history["loss"][0] > t1.history["loss"][-1]
     assert t1.history.history == t2.history.history  # same seed, same numbers
     for a, b in zip(params(m1), params(m2)):
         np.testing.assert_array_equal(a, b)
-    _, t3 = run(digits, 3, seed=1)
+    _, t3 = run(digits, 3, seed=1, device=device)
     assert t3.history["loss"] != t1.history["loss"]
     assert t1.history["lr"] == pytest.approx([0.05, 0.035, 0.0245])
     scores = t1.evaluate(digits[2:])
@@ -193,22 +194,22 @@ def test_bad_trainer_input(digits):
 
 
 # ----------------------------------------------------------- CNNs that learn
-def test_resnet20_learns_synthetic_shapes():
+def test_resnet20_learns_synthetic_shapes(device):
     tc.manual_seed(0)
     x, y = make_shapes(96, 16, seed=0)
     model = models.CifarResNet(8, num_classes=3, in_channels=1, width=8)  # the ResNet-20 design, n = 1
-    trainer = Trainer(model, optim.Adam(model.parameters(), lr=3e-3), progress=False)
+    trainer = Trainer(model, optim.Adam(model.parameters(), lr=3e-3), progress=False, device=device)
     history = trainer.fit(DataLoader((x, y), 16, shuffle=True, seed=0), 4)
     assert history["loss"][-1] < 0.7 * history["loss"][0]
     assert history["accuracy"][-1] > history["accuracy"][0] and history["accuracy"][-1] > 0.6
 
 
-def test_unet_learns_segmentation_of_synthetic_shapes():
+def test_unet_learns_segmentation_of_synthetic_shapes(device):
     tc.manual_seed(0)
     x, masks = make_shapes(64, 16, "segmentation", seed=0)
     model = models.unet_small(in_channels=1, num_classes=4, base_channels=8, depth=2)
     trainer = Trainer(model, optim.Adam(model.parameters(), lr=3e-3), metrics=("accuracy", "iou"),
-                      progress=False)
+                      progress=False, device=device)
     history = trainer.fit(DataLoader((x, masks), 8, shuffle=True, seed=0), 6)
     assert history["loss"][-1] < 0.6 * history["loss"][0]
     assert history["iou"][-1] > history["iou"][0] + 0.2

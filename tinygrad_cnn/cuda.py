@@ -15,7 +15,8 @@ def is_available() -> bool:
 
 
 def unavailable_reason() -> str:
-    """Why there is no GPU to run on ("" when there is one): CuPy missing, no GPU, or both."""
+    """Why :func:`is_available` is False: CuPy is not installed, or it finds no GPU ("" when
+    it is True)."""
     return cuda_unavailable_reason()
 
 

@@ -18,6 +18,8 @@ import numpy as np
 DEVICES = ("cpu", "cuda")
 
 
+
+
 @functools.lru_cache(maxsize=1)
 def _cupy_or_reason() -> tuple[ModuleType | None, str]:
     """``(cupy, "")`` when CuPy imports and sees a GPU, else ``(None, why not)``."""

@@ -135,6 +135,7 @@ class Where(Function):
     """z = cond ? x : y;  dz/dx = cond, dz/dy = not cond (cond is not differentiable)."""
 
     def forward(self, x, y, condition):
+        condition = xp_of(x).asarray(condition)  # a numpy mask moves to x's device
         self.condition, self.shapes = condition, (x.shape, y.shape)
         return xp_of(x).where(condition, x, y)
 
@@ -357,6 +358,7 @@ class TakeAlongAxis(Function):
     """
 
     def forward(self, x, index, axis=0):
+        index = _index_on_device_of(x, index)
         self.shape, self.index, self.axis = x.shape, index, axis
         return xp_of(x).take_along_axis(x, index, axis=axis)
 
@@ -370,6 +372,17 @@ class TakeAlongAxis(Function):
 
 
 # ------------------------------------------------------------- movement ops
+def _index_on_device_of(x, index):
+    """Array indices (numpy, e.g. class labels) moved to the device of ``x``: cupy arrays are
+    indexed by cupy arrays."""
+    xp = xp_of(x)
+    if xp is np:
+        return index
+    if isinstance(index, tuple):
+        return tuple(xp.asarray(i) if isinstance(i, np.ndarray) else i for i in index)
+    return xp.asarray(index) if isinstance(index, np.ndarray) else index
+
+
 class Reshape(Function):
     def forward(self, x, shape=()):
         self.shape = x.shape
@@ -407,6 +420,7 @@ class GetItem(Function):
     """
 
     def forward(self, x, index=()):
+        index = _index_on_device_of(x, index)
         self.shape, self.index = x.shape, index
         return x[index]
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from tinygrad_cnn.autograd import no_grad
+from tinygrad_cnn.device import xp_of
 from tinygrad_cnn.tensor import Tensor
 
 
@@ -54,14 +55,14 @@ def gradcheck(
     cotangent = rng.standard_normal(out.shape)
     for x in inputs:
         x.grad = None
-    (out * Tensor(cotangent, dtype=out.dtype)).sum().backward()
+    (out * Tensor(cotangent, dtype=out.dtype, device=out.device)).sum().backward()
     analytic = [None if not x.requires_grad or x.grad is None else x.grad.numpy().copy()
                 for x in inputs]
 
     def projected(x_index: int, direction: np.ndarray, step: float) -> float:
         x = inputs[x_index]
         original = x.data
-        x.data = original + step * direction
+        x.data = original + step * xp_of(original).asarray(direction)  # on x's device
         with no_grad():
             value = _as_output(fn(*inputs)).numpy()
         x.data = original

@@ -128,7 +128,11 @@ assert abs(training.mean_iou(confusion) - history["val_iou"][-1]) < 1e-9, "the T
 # optimizers) is shared. We start from the same initial weights, run one forward and backward
 # pass on the same batch with each backend, check that losses and gradients agree, and time
 # the step (after a warm-up step: Numba compiles its kernels on first use and caches them on
-# disk). A GPU, when CuPy sees one, runs the same step with the arrays on the device.
+# disk). A GPU, when CuPy sees one, runs the same step with the arrays on the device: there the
+# kernels are the CuPy backend's (`kernels/cupy`: CUDA kernels and cuBLAS), whatever the CPU
+# backend. A GPU runs its kernels asynchronously, so each timed step reads its loss
+# (`loss.item()` copies it to the host, after every kernel queued before it has finished):
+# without that the clock would stop while the GPU is still working.
 #
 # Read the times with care: the compiled kernels split the batch over threads (Numba's
 # `prange`, Cython's OpenMP). On an idle machine that is where their speed comes from; on a
@@ -146,11 +150,11 @@ def step_time(backend: str, device: str = "cpu", repeats: int = 3) -> tuple[floa
         net.to(device)
         x, target = Tensor(x_train[:16]).to(device), Tensor(mask_train[:16]).to(device)
 
-        def step():
+        def step() -> float:
             net.zero_grad()
             loss = F.cross_entropy(net(x), target)
             loss.backward()
-            return loss
+            return loss.item()  # on a GPU: waits for the queued kernels
 
         step()  # warm-up (compilation, caches)
         start = time.perf_counter()
@@ -158,7 +162,7 @@ def step_time(backend: str, device: str = "cpu", repeats: int = 3) -> tuple[floa
             loss = step()
         seconds = (time.perf_counter() - start) / repeats
         gradient = net.encoders[0].block[0].weight.grad.to("cpu").numpy()
-        return seconds, loss.item(), gradient
+        return seconds, loss, gradient
 
 
 timings = {}
@@ -167,13 +171,10 @@ for backend in ("reference", "numba", "cython"):
         timings[backend] = step_time(backend, repeats=2 if args.quick else 5)
     except RuntimeError as error:  # e.g. the Cython extensions were not compiled
         print(f"{backend}: not available ({error})")
-if tinygrad_cnn.cuda.is_available():
-    try:
-        timings[f"cuda ({tinygrad_cnn.cuda.device_name()})"] = step_time("reference", "cuda", repeats=5)
-    except (RuntimeError, ImportError) as error:
-        print(f"GPU found but the step failed: {error}")
+if tinygrad_cnn.cuda.is_available():  # checked like the CPU backends below: same loss, same gradient
+    timings[f"cuda ({tinygrad_cnn.cuda.device_name()})"] = step_time("reference", "cuda", repeats=5)
 else:
-    print("no GPU (CuPy with a CUDA device): timing the CPU backends only")
+    print(f"no GPU, timing the CPU backends only: {tinygrad_cnn.cuda.unavailable_reason()}")
 
 reference_seconds, reference_loss, reference_gradient = timings["reference"]
 import numba  # a dependency of the library; only asked here how many threads it may use

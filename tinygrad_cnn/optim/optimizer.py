@@ -142,8 +142,11 @@ class Optimizer:
                 i += 1
 
 
-def _copied(state: dict) -> dict:
-    """A copy of one parameter's state whose arrays are not shared (steps update in place)."""
+def _copied(state: dict, device: str | None = None) -> dict:
+    """A copy of one parameter's state whose arrays are not shared (steps update in place),
+    on ``device`` if given."""
+    if device is not None:
+        state = {k: move_array(v, device) if hasattr(v, "shape") else v for k, v in state.items()}
     return {k: v.copy() if hasattr(v, "copy") else v for k, v in state.items()}
 
 

@@ -1,0 +1,45 @@
+"""The fused residual join y = ReLU(a + b) on the GPU: one elementwise kernel each way.
+
+Same functions and arguments as ``kernels/reference/residual.py``: one pass over memory and
+no temporary for a + b. NaN stays NaN forward and passes its gradient backward (PyTorch's
+relu: its mask is "not y <= 0").
+"""
+
+from __future__ import annotations
+
+from tinygrad_cnn.kernels.cupy import _runtime as rt
+
+SOURCE = r"""
+// y = max(a + b, 0); a NaN sum stays NaN (only a sum < 0 becomes 0).
+template <typename T>
+__global__ void add_relu(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ y,
+                         long long size) {
+  GRID_STRIDE_LOOP(i, size) {
+    const T s = a[i] + b[i];
+    y[i] = s < 0 ? T(0) : s;
+  }
+}
+
+// grad = 0 where y <= 0, else grad_y (a NaN y passes grad_y).
+template <typename T>
+__global__ void relu_mask(const T* __restrict__ grad_y, const T* __restrict__ y, T* __restrict__ grad,
+                          long long size) {
+  GRID_STRIDE_LOOP(i, size) { grad[i] = y[i] <= 0 ? T(0) : grad_y[i]; }
+}
+"""
+
+PROGRAM = rt.Program("residual", SOURCE, ("add_relu", "relu_mask"))
+
+
+def add_relu_forward(a, b):
+    """y = max(a + b, 0), elementwise (a and b have the same shape and dtype)."""
+    y = rt.xp().empty_like(a)
+    rt.launch(PROGRAM, "add_relu", a.dtype, a.size, a, b, y, a.size)
+    return y
+
+
+def add_relu_backward(grad_y, y):
+    """dL/da = dL/db = grad_y where y > 0 (or NaN), else 0."""
+    grad = rt.xp().empty_like(grad_y)
+    rt.launch(PROGRAM, "relu_mask", grad_y.dtype, y.size, grad_y, y, grad, y.size)
+    return grad
