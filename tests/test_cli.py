@@ -168,8 +168,7 @@ def test_train_device_cuda_without_a_gpu_says_what_is_missing(tmp_path, capsys):
     code = main(["train", "--device", "cuda", "--epochs", "1", "--no-progress", "--output", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
-    assert "device 'cuda' requested but CuPy" in err
-    assert "not installed" in err or "no usable CUDA GPU" in err
+    assert "device 'cuda' requested, but" in err and ("CuPy" in err or "GPU" in err)
     assert not (tmp_path / "checkpoint.npz").exists()
 
 

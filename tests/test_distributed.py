@@ -179,7 +179,7 @@ def small_model():
 
 
 def test_ddp_in_one_process_trains_as_the_plain_model_and_catches_a_forgotten_allreduce():
-    x = Tensor(np.random.default_rng(0).standard_normal((8, 4)))
+    x = Tensor(np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32))
     y = np.arange(8) % 3
     plain, wrapped = small_model(), small_model()
     ddp = distributed.DistributedDataParallel(wrapped, bucket_cap_mb=1e-4)
@@ -397,6 +397,7 @@ def test_cli_processes_two_trains_and_rank_zero_writes(tmp_path, capsys):
                          timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.count("test accuracy") == 1 and "batch 32 per process x 2 processes" in out.stdout
-    assert {p.name for p in tmp_path.iterdir()} == {"checkpoint.npz", "history.csv", "training_curves.png"}
+    assert {p.name for p in tmp_path.iterdir()} == {"checkpoint.npz", "history.csv", "scores.csv",
+                                                    "training_curves.png"}
     assert main(["evaluate", "--checkpoint", str(tmp_path / "checkpoint.npz"), "--backend", "reference"]) == 0
     assert "lenet5 on digits (359 images)" in capsys.readouterr().out
