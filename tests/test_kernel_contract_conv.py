@@ -138,6 +138,12 @@ SIMD_LAYERS = [  # (input shape, kernel, stride, padding, dilation, out_channels
     ((2, 16, 14, 12), (3, 2), (1, 1), (2, 2, 1, 1), (2, 2), 16),  # dilated, non-square
     ((2, 3, 10, 10), (5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 16),   # 3 input channels (a first layer)
     ((4, 16, 5, 7), (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 16),    # 1x1
+    # the pixel-vector layout (stride 1, output rows of a vector or more), any K:
+    ((2, 16, 32, 32), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 16),  # two vectors a row, 8-channel blocks
+    ((3, 32, 16, 16), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 32),  # one vector a row, 16-channel blocks
+    ((2, 8, 18, 20), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 12),   # a partial last vector, 4-channel blocks
+    ((2, 5, 33, 35), (3, 2), (1, 1), (2, 0, 1, 3), (2, 2), 6),    # dilated, asymmetric, K % 4 != 0
+    ((3, 1, 28, 28), (5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 6),    # LeNet-5's first layer
 ]
 
 
@@ -152,6 +158,8 @@ def test_simd_strategy_on_the_layers_it_covers(backend, layer):
     shape, kernel, stride, padding, dilation, k = layer
     g = ConvGeometry(shape, kernel, stride, padding, dilation, out_channels=k)
     assert simd.applies(g)
+    assert simd.layout(g) == ("pixels" if g.stride == (1, 1) and g.out_width >= simd.vector_width()
+                              else "channels")
     kernels = compiled(backend, "conv")
     plans = [kernels.Plan("simd", shares) for shares in (1, 2, 3)] if backend == "numba" else ["simd"]
     for dtype in DTYPES:

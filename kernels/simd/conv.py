@@ -1,10 +1,15 @@
 """The ``"simd"`` convolution strategy: direct loops with the output in vector registers.
 
-Used by the numba and cython backends (their ``choose`` rules name it) for float32 layers
-whose output channels are a multiple of the vector width (16 with AVX-512, 8 with AVX2),
-ungrouped:
+Used by the numba and cython backends (their ``choose`` rules name it) for ungrouped
+float32 layers, in one of two register layouts (``direct_conv.h``):
 
-* forward: ``direct_conv.h``'s register-blocked loops on channels-last copies of each sample;
+* ``"pixels"`` (stride 1, output rows at least a vector long): a vector holds neighbouring
+  output pixels of one channel, straight in NCHW, so nothing is transposed;
+* ``"channels"`` (the others whose output channels are a multiple of the vector width, 16
+  with AVX-512 and 8 with AVX2): a vector holds output channels of one pixel, on
+  channels-last copies of each sample.
+
+* forward: the register-blocked loops of the layout;
 * backward_input: for stride 1, the adjoint is again a convolution, of grad_y padded by
   d (k - 1) - p with the flipped filters and the channel axes swapped (as in Winograd), so
   the same forward loops compute it (the input channels must then also be a multiple of
@@ -35,9 +40,31 @@ def vector_width() -> int:
     return _direct.VEC if _direct is not None else 0
 
 
+def layout(g) -> str | None:
+    """"pixels", "channels" or None (not covered) for geometry ``g``."""
+    if _direct is None or g.groups != 1:
+        return None
+    if g.stride == (1, 1) and g.out_width >= _direct.VEC and g.kernel[1] <= 8:
+        return "pixels"
+    if g.out_channels % _direct.VEC == 0:
+        return "channels"
+    return None
+
+
 def applies(g) -> bool:
-    """Layers the forward loops cover: the extension is built, one group, K % VEC == 0."""
-    return _direct is not None and g.groups == 1 and g.out_channels % _direct.VEC == 0
+    """Layers the loops cover: the extension is built, one group, and one of the layouts."""
+    return layout(g) is not None
+
+
+def _all_shares(run, function, shares: int, *args) -> None:
+    """``function(*args, shares, share)`` for every share: on OpenMP threads inside the
+    extension when ``run`` is None (the Cython backend), else on ``run``'s threads
+    (``run(kernel, shares, *args)`` calls ``kernel(*args, t, shares)``: the Numba backend's
+    share pool), so that one pool of threads owns the cores."""
+    if run is None:
+        function(*args, shares, -1)
+    else:
+        run(lambda *a: function(*a[:-2], a[-1], a[-2]), shares, *args)
 
 
 def _covered(*arrays) -> bool:
@@ -55,43 +82,59 @@ def _packed(weight: np.ndarray) -> np.ndarray:
 
 
 def _adjoint_geometry(g) -> ConvGeometry | None:
-    """The stride-1 convolution whose output is grad_x: grad_y padded by d (k - 1) - p."""
+    """The stride-1 convolution whose output is grad_x: grad_y padded by d (k - 1) - p (None
+    where that is not a layer the loops cover)."""
     (kh, kw), (dh, dw) = g.kernel, g.dilation
     top, bottom, left, right = g.padding
     spans = ((kh - 1) * dh, (kh - 1) * dh, (kw - 1) * dw, (kw - 1) * dw)
     padding = tuple(s - p for s, p in zip(spans, (top, bottom, left, right)))
-    if g.stride != (1, 1) or min(padding) < 0 or g.input_shape[1] % _direct.VEC:
+    if g.stride != (1, 1) or min(padding) < 0:
         return None
     n, c = g.input_shape[:2]
-    return ConvGeometry((n, g.out_channels, g.out_height, g.out_width), g.kernel, (1, 1), padding,
-                        g.dilation, out_channels=c, groups=1)
+    adjoint = ConvGeometry((n, g.out_channels, g.out_height, g.out_width), g.kernel, (1, 1), padding,
+                           g.dilation, out_channels=c, groups=1)
+    return adjoint if applies(adjoint) else None
 
 
-def forward(x, weight, g, shares: int, fallback) -> np.ndarray:
-    if not _covered(x, weight):
+def forward(x, weight, g, shares: int, fallback, run=None) -> np.ndarray:
+    kind = layout(g)
+    if kind is None or not _covered(x, weight):
         return fallback.forward(x, weight, g, shares)
     y = np.empty(g.output_shape, dtype=np.float32)
     top, left = g.padding[0], g.padding[2]
-    _direct.forward(x, _packed(weight), y, top, left, *g.stride, *g.dilation, max(1, min(shares, x.shape[0])))
+    shares = max(1, min(shares, x.shape[0]))
+    if kind == "pixels":
+        _all_shares(run, _direct.pixel_forward, shares, x, np.ascontiguousarray(weight), y, top, left,
+                    *g.dilation)
+    else:
+        _all_shares(run, _direct.forward, shares, x, _packed(weight), y, top, left, *g.stride, *g.dilation)
     return y
 
 
-def backward_input(grad_y, weight, g, shares: int, fallback) -> np.ndarray:
+def backward_input(grad_y, weight, g, shares: int, fallback, run=None) -> np.ndarray:
     adjoint = _adjoint_geometry(g)
     if adjoint is None or not _covered(grad_y, weight):
         return fallback.backward_input(grad_y, weight, g, shares)
     flipped = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C, K, KH, KW)
-    return forward(grad_y, flipped, adjoint, shares, fallback)
+    return forward(grad_y, flipped, adjoint, shares, fallback, run)
 
 
-def backward_weight(grad_y, x, g, shares: int, fallback) -> np.ndarray:
-    if not _covered(grad_y, x):
+def backward_weight(grad_y, x, g, shares: int, fallback, run=None) -> np.ndarray:
+    kind = layout(g)
+    # the pixel loops multiply the lanes past a row's end by grad_y = 0: x must be finite there
+    if kind is None or not _covered(grad_y, x) or (kind == "pixels" and not np.isfinite(x).all()):
         return fallback.backward_weight(grad_y, x, g, shares)
     K, C, KH, KW = g.weight_shape
+    shares = max(1, min(shares, x.shape[0]))
+    if kind == "pixels":
+        partial = np.empty((shares, K, C, KH, KW, _direct.VEC), dtype=np.float32)
+        _all_shares(run, _direct.pixel_weight_grad, shares, grad_y, x, partial, g.padding[0], g.padding[2],
+                    *g.dilation)
+        return partial.sum(axis=(0, 5))
     block = _direct.CHANNEL_BLOCK
     Cp = (C + block - 1) // block * block
-    shares = max(1, min(shares, x.shape[0]))
     partial = np.empty((shares, KH, KW, Cp, K), dtype=np.float32)
-    _direct.weight_grad(grad_y, x, partial, g.padding[0], g.padding[2], *g.stride, *g.dilation)
+    _all_shares(run, _direct.weight_grad, shares, grad_y, x, partial, g.padding[0], g.padding[2], *g.stride,
+                *g.dilation)
     summed = partial.sum(axis=0)[:, :, :C, :]  # (KH, KW, C, K)
     return np.ascontiguousarray(summed.transpose(3, 2, 0, 1))

@@ -45,6 +45,10 @@ static inline tg_vec tg_set1(float s) { return _mm512_set1_ps(s); }
 static inline tg_vec tg_zero(void) { return _mm512_setzero_ps(); }
 static inline tg_vec tg_fma(tg_vec a, tg_vec b, tg_vec c) { return _mm512_fmadd_ps(a, b, c); }
 static inline tg_vec tg_add(tg_vec a, tg_vec b) { return _mm512_add_ps(a, b); }
+/* the first n < TG_VEC lanes only (the rest read as 0, or left unwritten) */
+static inline tg_vec tg_load_n(const float *p, int n) { return _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), p); }
+static inline void tg_store_n(float *p, tg_vec v, int n) { _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), v); }
+static inline float tg_sum(tg_vec v) { return _mm512_reduce_add_ps(v); }
 #elif defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define TG_VEC 8
@@ -56,6 +60,14 @@ static inline tg_vec tg_set1(float s) { return _mm256_set1_ps(s); }
 static inline tg_vec tg_zero(void) { return _mm256_setzero_ps(); }
 static inline tg_vec tg_fma(tg_vec a, tg_vec b, tg_vec c) { return _mm256_fmadd_ps(a, b, c); }
 static inline tg_vec tg_add(tg_vec a, tg_vec b) { return _mm256_add_ps(a, b); }
+static inline __m256i tg_mask8(int n) { return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)); }
+static inline tg_vec tg_load_n(const float *p, int n) { return _mm256_maskload_ps(p, tg_mask8(n)); }
+static inline void tg_store_n(float *p, tg_vec v, int n) { _mm256_maskstore_ps(p, tg_mask8(n), v); }
+static inline float tg_sum(tg_vec v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
+}
 #else
 #define TG_VEC 8
 #define TG_ISA "portable"
@@ -72,6 +84,9 @@ static inline tg_vec tg_add(tg_vec a, tg_vec b) {
     for (int i = 0; i < 8; i++) a.v[i] += b.v[i];
     return a;
 }
+static inline tg_vec tg_load_n(const float *p, int n) { tg_vec r = tg_zero(); memcpy(r.v, p, n * sizeof(float)); return r; }
+static inline void tg_store_n(float *p, tg_vec v, int n) { memcpy(p, v.v, n * sizeof(float)); }
+static inline float tg_sum(tg_vec v) { float s = 0; for (int i = 0; i < 8; i++) s += v.v[i]; return s; }
 #endif
 
 /* Channels padded to a multiple of TG_CB for the weight-gradient blocks. */
@@ -181,6 +196,143 @@ static inline void tg_direct_weight_grad(const float *xp, int Wp, int Cp, const 
                     else
                         tg_weight_block_1(xp, Wp, Cp, gy, OH, OW, K, gw, KW, kh, kw, c0, k0, sh, sw, dh, dw);
                 }
+}
+
+/* ------------------------------------------------- pixel vectors (NCHW, stride 1) */
+/* The other register layout, for stride-1 layers whose output rows are at least a vector
+ * long: a vector holds TG_VEC neighbouring output pixels of one channel, straight in NCHW,
+ * so neither the input nor the output needs a transpose (only a zero-padded copy of x):
+ *
+ *   xq (C, Hq, Wq)   the input zero-padded (and wide enough that a vector read from any
+ *                    output position stays inside its row's buffer, and reads zeros there);
+ *   w  (K, C, KH, KW) PyTorch's layout;   y (K, OH, OW) one sample's output.
+ *
+ * A block keeps KB output channels x PV vectors of one output row in registers: per (c, kh,
+ * kw) it loads PV input vectors and broadcasts KB weights, for KB*PV FMAs. */
+#define TG_PIXEL_BLOCK(KB, PV)                                                                     \
+    static inline void tg_pixel_block_##KB##x##PV(                                                \
+        const float *xq, int C, int Hq, int Wq, const float *w, int KH, int KW, int dh, int dw,     \
+        float *y, int OH, int OW, int k0, int oh, int ow0) {                                       \
+        tg_vec acc[KB][PV];                                                                        \
+        for (int b = 0; b < KB; b++)                                                               \
+            for (int q = 0; q < PV; q++) acc[b][q] = tg_zero();                                    \
+        for (int c = 0; c < C; c++)                                                                \
+            for (int kh = 0; kh < KH; kh++) {                                                      \
+                const float *xr = xq + ((size_t)c * Hq + oh + kh * dh) * Wq + ow0;                 \
+                const float *wr = w + (((size_t)k0 * C + c) * KH + kh) * KW;                       \
+                for (int kw = 0; kw < KW; kw++) {                                                  \
+                    tg_vec xv[PV];                                                                 \
+                    for (int q = 0; q < PV; q++) xv[q] = tg_load(xr + kw * dw + q * TG_VEC);        \
+                    for (int b = 0; b < KB; b++) {                                                 \
+                        tg_vec wv = tg_set1(wr[(size_t)b * C * KH * KW + kw]);                     \
+                        for (int q = 0; q < PV; q++) acc[b][q] = tg_fma(wv, xv[q], acc[b][q]);     \
+                    }                                                                              \
+                }                                                                                  \
+            }                                                                                      \
+        for (int b = 0; b < KB; b++)                                                               \
+            for (int q = 0; q < PV; q++) {                                                         \
+                int ow = ow0 + q * TG_VEC, left = OW - ow;                                         \
+                float *dst = y + ((size_t)(k0 + b) * OH + oh) * OW + ow;                           \
+                if (left >= TG_VEC) tg_store(dst, acc[b][q]);                                      \
+                else if (left > 0) tg_store_n(dst, acc[b][q], left);                               \
+            }                                                                                      \
+    }
+
+TG_PIXEL_BLOCK(16, 1)
+TG_PIXEL_BLOCK(8, 2)
+TG_PIXEL_BLOCK(8, 1)
+TG_PIXEL_BLOCK(4, 2)
+TG_PIXEL_BLOCK(4, 1)
+TG_PIXEL_BLOCK(1, 2)
+TG_PIXEL_BLOCK(1, 1)
+
+/* Output channels per block: 16 with one vector per row, 8 (or 4, or 1) with two. */
+static inline int tg_pixel_channels(int K, int PV) {
+    if (PV == 1 && K % 16 == 0) return 16;
+    return K % 8 == 0 ? 8 : K % 4 == 0 ? 4 : 1;
+}
+
+#define TG_PIXEL_CALL(KB, PV) \
+    tg_pixel_block_##KB##x##PV(xq, C, Hq, Wq, w, KH, KW, dh, dw, y, OH, OW, k0, oh, ow0)
+
+static inline void tg_pixel_forward(const float *xq, int C, int Hq, int Wq, const float *w, int K, int KH,
+                                    int KW, int dh, int dw, float *y, int OH, int OW) {
+    int vectors = (OW + TG_VEC - 1) / TG_VEC;
+    int PV = vectors >= 2 ? 2 : 1;
+    int KB = tg_pixel_channels(K, PV);
+    for (int k0 = 0; k0 < K; k0 += KB)
+        for (int oh = 0; oh < OH; oh++)
+            for (int v = 0; v < vectors; v += PV) {
+                int ow0 = v * TG_VEC, two = PV == 2 && v + 1 < vectors;
+                if (KB == 16) TG_PIXEL_CALL(16, 1);
+                else if (KB == 8) { if (two) TG_PIXEL_CALL(8, 2); else TG_PIXEL_CALL(8, 1); }
+                else if (KB == 4) { if (two) TG_PIXEL_CALL(4, 2); else TG_PIXEL_CALL(4, 1); }
+                else { if (two) TG_PIXEL_CALL(1, 2); else TG_PIXEL_CALL(1, 1); }
+            }
+}
+
+/* Weight gradient in pixel vectors: part[k][c][kh][kw][lane] += sum over output rows and
+ * vectors of xq[c][row + kh dh][col + kw dw] * gy[k][row][col] (grad_y read with the lanes
+ * past OW as zeros); the caller sums the lanes. A block keeps KB output channels x KW taps
+ * of one (c, kh) in registers: per output vector, KB grad_y loads and KW input loads for
+ * KB*KW FMAs. */
+#define TG_PIXEL_WEIGHT_BLOCK(KB)                                                                  \
+    static inline void tg_pixel_weight_block_##KB(                                                \
+        const float *xq, int C, int Hq, int Wq, const float *gy, int OH, int OW, int KW, int dh,   \
+        int dw, float *part, int KH, int k0, int c, int kh) {                                      \
+        tg_vec acc[KB][8];                                                                         \
+        for (int b = 0; b < KB; b++)                                                               \
+            for (int j = 0; j < KW; j++) acc[b][j] = tg_zero();                                    \
+        for (int oh = 0; oh < OH; oh++) {                                                          \
+            const float *xr = xq + ((size_t)c * Hq + oh + kh * dh) * Wq;                           \
+            for (int ow = 0; ow < OW; ow += TG_VEC) {                                              \
+                int left = OW - ow;                                                                \
+                tg_vec gv[KB];                                                                     \
+                for (int b = 0; b < KB; b++) {                                                     \
+                    const float *g = gy + ((size_t)(k0 + b) * OH + oh) * OW + ow;                  \
+                    gv[b] = left >= TG_VEC ? tg_load(g) : tg_load_n(g, left);                      \
+                }                                                                                  \
+                for (int j = 0; j < KW; j++) {                                                     \
+                    tg_vec xv = tg_load(xr + ow + j * dw);                                         \
+                    for (int b = 0; b < KB; b++) acc[b][j] = tg_fma(xv, gv[b], acc[b][j]);         \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        for (int b = 0; b < KB; b++)                                                               \
+            for (int j = 0; j < KW; j++) {                                                         \
+                float *o = part + ((((size_t)(k0 + b) * C + c) * KH + kh) * KW + j) * TG_VEC;      \
+                tg_store(o, tg_add(tg_load(o), acc[b][j]));                                        \
+            }                                                                                      \
+    }
+
+TG_PIXEL_WEIGHT_BLOCK(4)
+TG_PIXEL_WEIGHT_BLOCK(1)
+
+/* KW <= 8 (the blocks' register budget); part (K, C, KH, KW, TG_VEC) floats. */
+static inline void tg_pixel_weight_grad(const float *xq, int C, int Hq, int Wq, const float *gy, int K, int OH,
+                                        int OW, int KH, int KW, int dh, int dw, float *part) {
+    int KB = K % 4 == 0 ? 4 : 1;
+    for (int k0 = 0; k0 < K; k0 += KB)
+        for (int c = 0; c < C; c++)
+            for (int kh = 0; kh < KH; kh++) {
+                if (KB == 4) tg_pixel_weight_block_4(xq, C, Hq, Wq, gy, OH, OW, KW, dh, dw, part, KH, k0, c, kh);
+                else tg_pixel_weight_block_1(xq, C, Hq, Wq, gy, OH, OW, KW, dh, dw, part, KH, k0, c, kh);
+            }
+}
+
+/* xq (C, Hq, Wq) = planes (C, H, W) at offset (top, left) of a zero frame (rows copied whole). */
+static inline void tg_pad_planes(const float *restrict planes, int C, int H, int W, float *restrict xq, int Hq,
+                                 int Wq, int top, int left) {
+    memset(xq, 0, (size_t)C * Hq * Wq * sizeof(float));
+    int w_lo = left < 0 ? -left : 0, w_hi = W < Wq - left ? W : Wq - left;
+    if (w_hi <= w_lo) return;
+    for (int c = 0; c < C; c++)
+        for (int h = 0; h < H; h++) {
+            int hq = h + top;
+            if (hq < 0 || hq >= Hq) continue;
+            memcpy(xq + ((size_t)c * Hq + hq) * Wq + left + w_lo, planes + ((size_t)c * H + h) * W + w_lo,
+                   (size_t)(w_hi - w_lo) * sizeof(float));
+        }
 }
 
 /* ------------------------------------------------------------------------ layouts */
