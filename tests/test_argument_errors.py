@@ -72,3 +72,35 @@ def test_batch_norm_refuses_mixed_dtypes_in_train_and_eval():
         with pytest.raises(TypeError, match="batch_norm: all tensors must share one dtype, got input float"):
             mode()(x)
     assert bn.eval()(x.double()).dtype == np.float64
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: F.max_pool2d(ones(1, 1, 4, 4), 2, ceil_mode="False"), "ceil_mode"),
+    (lambda: F.avg_pool2d(ones(1, 1, 4, 4), 2, count_include_pad=1), "count_include_pad"),
+    (lambda: F.max_pool2d(ones(1, 1, 4, 4), 2, return_indices="yes"), "return_indices"),
+    (lambda: F.batch_norm(ones(2, 3), None, None, training="True"), "training"),
+    (lambda: ones(2, 3).sum(0, keepdim="no"), "keepdim"),
+    (lambda: ones(2, 3).max(1, keepdim=1), "keepdim"),
+    (lambda: nn.Conv2d(1, 2, 3, bias="False"), "bias"),
+    (lambda: nn.Linear(2, 3, bias=0), "bias"),
+    (lambda: nn.BatchNorm2d(3, affine="no"), "affine"),
+    (lambda: nn.Linear(2, 3).train("False"), "mode"),
+    (lambda: setattr(ones(2), "requires_grad", "yes"), "requires_grad"),
+])
+def test_flags_must_be_bools(call, name):
+    """A truthy string or number where a bool belongs is refused (issue 22: ceil_mode='False'
+    turned ceil mode on); numpy bools are accepted."""
+    with pytest.raises(TypeError, match=f"{name} must be True or False"):
+        call()
+    assert F.max_pool2d(ones(1, 1, 5, 5), 2, ceil_mode=np.bool_(True)).shape == (1, 1, 3, 3)
+
+
+def test_an_nhwc_batch_gets_the_layout_hint():
+    """Issue 13: an NHWC batch given to an NCHW layer says how to convert it."""
+    layer = nn.Conv2d(3, 4, 3)
+    with pytest.raises(ValueError, match=r"expects 3 input channels.*has 28; tinygrad_cnn uses NCHW.*"
+                                         r"x\.permute\(0, 3, 1, 2\)"):
+        layer(Tensor(np.zeros((4, 28, 28, 3), np.float32)))
+    with pytest.raises(ValueError) as plain:  # no hint where the last dimension is not the channels
+        layer(Tensor(np.zeros((4, 5, 28, 28), np.float32)))
+    assert "NCHW" not in str(plain.value)

@@ -199,3 +199,25 @@ def test_a_no_grad_decorated_function_called_from_many_threads_restores_every_th
         t.join()
     assert seen == [False] * 4 and after == [True] * 4
     assert tc.is_grad_enabled()
+
+
+def test_contiguous_copies_a_view_into_memory_order_and_passes_the_gradient():
+    x = Tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    view = x.permute(1, 0)
+    assert not view.data.flags.c_contiguous
+    y = view.contiguous()
+    assert y.data.flags.c_contiguous and y.contiguous() is y
+    np.testing.assert_array_equal(y.numpy(), np.arange(6.0).reshape(2, 3).T)
+    (y * Tensor(np.arange(6.0).reshape(3, 2))).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.arange(6.0).reshape(3, 2).T)
+
+
+def test_relu_passes_the_gradient_of_a_nan_as_pytorch_and_leaky_relu_scales_it():
+    x = Tensor(np.array([np.nan, -1.0, 2.0]), requires_grad=True)
+    y = x.relu()
+    assert np.isnan(y.numpy()[0]) and y.numpy()[1] == 0
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [1.0, 0.0, 1.0])  # torch.relu's backward
+    x.zero_grad()
+    x.leaky_relu(0.1).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [0.1, 0.1, 1.0])  # torch's leaky_relu

@@ -1,7 +1,5 @@
-"""What PyTorch accepts and tinygrad_cnn refuses today, found by running PyTorch's OpInfo sample
-inputs against the API (tests/parity/test_parity_opinfo.py). These live in files other
-engineers are changing, so they are reported as strict xfails: each turns into a failure (to
-be flipped into a plain test) the day the behaviour matches PyTorch's.
+"""What PyTorch accepts and tinygrad_cnn once refused, found by running PyTorch's OpInfo sample
+inputs against the API (tests/parity/test_parity_opinfo.py): an empty batch and cropping pads.
 
 The expected shapes are PyTorch 2.13's outputs for the same calls.
 """
@@ -12,8 +10,8 @@ import pytest
 import tinygrad_cnn.nn.functional as F
 from tinygrad_cnn import Tensor
 
-EMPTY = Tensor(np.zeros((0, 2, 6, 6)))
-EMPTY_1D = Tensor(np.zeros((0, 2, 6)))
+EMPTY = Tensor(np.zeros((0, 2, 6, 6)), requires_grad=True)
+EMPTY_1D = Tensor(np.zeros((0, 2, 6)), requires_grad=True)
 
 EMPTY_BATCH = [
     ("conv2d", lambda: F.conv2d(EMPTY, Tensor(np.ones((3, 2, 3, 3)))), (0, 3, 4, 4)),
@@ -29,16 +27,25 @@ EMPTY_BATCH = [
 ]
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="an empty batch (N = 0) gives an empty output in PyTorch; nn/functional/conv.py, "
-                          "pooling.py and normalization.py raise 'input ... is empty'")
+@pytest.mark.parametrize("backend", ["reference", "numba", "cython"])
 @pytest.mark.parametrize("name, call, shape", EMPTY_BATCH, ids=[c[0] for c in EMPTY_BATCH])
-def test_an_empty_batch_gives_an_empty_output(name, call, shape):
-    assert call().shape == shape
+def test_an_empty_batch_gives_an_empty_output(name, call, shape, backend):
+    from tinygrad_cnn import use_backend
+
+    with use_backend(backend):
+        y = call()
+        assert y.shape == shape
+        y.sum().backward()  # and an empty gradient
+    assert EMPTY.grad is None or EMPTY.grad.shape == EMPTY.shape
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="negative widths crop in PyTorch's F.pad; nn/functional/padding.py refuses them")
 def test_pad_with_negative_widths_crops():
-    x = Tensor(np.arange(10.0).reshape(2, 5))
-    np.testing.assert_array_equal(F.pad(x, (-1, 1)).numpy(), [[1, 2, 3, 4, 0], [6, 7, 8, 9, 0]])
+    x = Tensor(np.arange(10.0).reshape(2, 5), requires_grad=True)
+    y = F.pad(x, (-1, 1))
+    np.testing.assert_array_equal(y.numpy(), [[1, 2, 3, 4, 0], [6, 7, 8, 9, 0]])
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [[0, 1, 1, 1, 1], [0, 1, 1, 1, 1]])
+    with pytest.raises(ValueError, match="crop more than"):
+        F.pad(x, (-3, -3))
+    with pytest.raises(ValueError, match="need mode='constant'"):
+        F.pad(x, (-1, 1), mode="reflect")

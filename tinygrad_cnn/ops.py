@@ -251,13 +251,17 @@ class Sigmoid(Function):
 
 
 class LeakyReLU(Function):
-    """z = x if x > 0 else slope * x (ReLU is slope 0);  dz/dx = 1 or slope (slope at 0)."""
+    """z = x if x > 0 else slope * x (ReLU is slope 0);  dz/dx = 1 or slope (slope at 0).
+
+    NaN stays NaN, and its gradient follows PyTorch: ReLU passes it (its mask is
+    "not x <= 0"), a leaky ReLU scales it by the slope (its mask is "x > 0")."""
 
     def forward(self, x, negative_slope=0.0):
-        self.positive = x > 0
         self.slope = negative_slope
         if negative_slope == 0.0:
+            self.positive = ~(x <= 0)
             return x * self.positive
+        self.positive = x > 0
         return xp_of(x).where(self.positive, x, x * x.dtype.type(negative_slope))
 
     def backward(self, g):
@@ -401,6 +405,16 @@ class Permute(Function):
         return g.transpose(np.argsort(self.order))
 
 
+class Contiguous(Function):
+    """z = x copied into C order (the same values);  dz/dx = 1."""
+
+    def forward(self, x):
+        return xp_of(x).ascontiguousarray(x)
+
+    def backward(self, g):
+        return g
+
+
 class Expand(Function):
     """Broadcast to a larger shape; the backward pass sums over the copies."""
 
@@ -427,10 +441,7 @@ class GetItem(Function):
     def backward(self, g):
         xp = xp_of(g)
         gx = xp.zeros(self.shape, dtype=g.dtype)
-        if xp is np:
-            np.add.at(gx, self.index, g)
-        else:
-            xp.add.at(gx, self.index, g)
+        xp.add.at(gx, self.index, g)
         return gx
 
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from tinygrad_cnn import ops
+from tinygrad_cnn.arguments import check_flag
 from tinygrad_cnn.autograd import run_backward
 from tinygrad_cnn.device import array_module, check_device, device_of, move_array
 from tinygrad_cnn.random import generator
@@ -100,8 +101,9 @@ class Tensor:
         self.requires_grad = requires_grad
 
     @classmethod
-    def _wrap(cls, array, device: str | None = None) -> Tensor:
-        """Wrap an array the library produced itself: no copies, no checks."""
+    def _wrap(cls, array) -> Tensor:
+        """Wrap an array the library produced itself: no copies, no checks (its device is the
+        array's: numpy on the CPU, cupy on the GPU)."""
         t = cls.__new__(cls)
         t.data = array
         t.grad = None
@@ -116,6 +118,7 @@ class Tensor:
 
     @requires_grad.setter
     def requires_grad(self, value: bool) -> None:
+        value = check_flag("Tensor", "requires_grad", value)
         if value and self.data.dtype not in FLOAT_DTYPES:
             raise TypeError(
                 f"only float32/float64 tensors can require gradients, this one is {self.data.dtype}"
@@ -245,7 +248,7 @@ class Tensor:
             if grad.shape != self.shape:
                 raise ValueError(f"backward(): grad has shape {grad.shape}, tensor has {self.shape}")
             grad = grad.astype(self.dtype, copy=False)
-        run_backward(self, grad, retain_graph=retain_graph)
+        run_backward(self, grad, retain_graph=check_flag("backward", "retain_graph", retain_graph))
 
     def zero_grad(self) -> None:
         self.grad = None
@@ -453,7 +456,7 @@ class Tensor:
                              "an empty dimension has no extreme value")
 
     def sum(self, dim=None, keepdim: bool = False) -> Tensor:
-        return ops.Sum.apply(self, axes=self._axes(dim), keepdim=keepdim)
+        return ops.Sum.apply(self, axes=self._axes(dim), keepdim=check_flag("sum", "keepdim", keepdim))
 
     def mean(self, dim=None, keepdim: bool = False) -> Tensor:
         axes = self._axes(dim)
@@ -480,12 +483,12 @@ class Tensor:
     def amax(self, dim=None, keepdim: bool = False) -> Tensor:
         axes = self._axes(dim)
         self._check_not_empty("amax", axes)
-        return ops.Max.apply(self, axes=axes, keepdim=keepdim)
+        return ops.Max.apply(self, axes=axes, keepdim=check_flag("amax", "keepdim", keepdim))
 
     def amin(self, dim=None, keepdim: bool = False) -> Tensor:
         axes = self._axes(dim)
         self._check_not_empty("amin", axes)
-        return ops.Max.apply(self, axes=axes, keepdim=keepdim, minimum=True)
+        return ops.Max.apply(self, axes=axes, keepdim=check_flag("amin", "keepdim", keepdim), minimum=True)
 
     def max(self, dim=None, keepdim: bool = False):
         """Over everything: the maximum. Along ``dim``: ``(values, indices)`` as PyTorch.
@@ -504,6 +507,7 @@ class Tensor:
         return self._extreme_along("min", dim, keepdim)
 
     def _extreme_along(self, op: str, dim, keepdim) -> ValuesIndices:
+        keepdim = check_flag(op, "keepdim", keepdim)
         if self.ndim == 0:  # a scalar is its own extreme, at index 0
             self._axis(dim)
             return ValuesIndices(ops.Reshape.apply(self, shape=()), Tensor._wrap(np.zeros((), np.int64)))
@@ -522,6 +526,7 @@ class Tensor:
         return self._arg_extreme("argmin", dim, keepdim)
 
     def _arg_extreme(self, op: str, dim, keepdim) -> Tensor:
+        keepdim = check_flag(op, "keepdim", keepdim)
         arg = getattr(self.data, op)
         if dim is None:
             self._check_not_empty(op, ())
@@ -611,7 +616,12 @@ class Tensor:
         return ops.Expand.apply(self, shape=target)
 
     def contiguous(self) -> Tensor:
-        return self
+        """This tensor if its array is C-contiguous, else a C-contiguous copy (differentiable,
+        as PyTorch's): what a view such as ``x.permute(...)`` becomes before raw-array code
+        that needs rows in memory order."""
+        if self.data.flags.c_contiguous:
+            return self
+        return ops.Contiguous.apply(self)
 
     def __getitem__(self, index) -> Tensor:
         index = _array_index(index)

@@ -78,10 +78,11 @@ def max_pool2d_backward(grad_y, indices, geometry):
     collects the sum of their gradients."""
     n, c, h, w = input_shape = geometry.input_shape
     grad_x = np.zeros((n * c, h * w), dtype=grad_y.dtype)
-    planes = np.broadcast_to(np.arange(n * c)[:, None], (n * c, indices[0, 0].size))
-    flat_idx = indices.reshape(n * c, -1)
+    pixels = geometry.out_height * geometry.out_width
+    planes = np.broadcast_to(np.arange(n * c)[:, None], (n * c, pixels))
+    flat_idx = indices.reshape(n * c, pixels)
     valid = flat_idx >= 0
-    np.add.at(grad_x, (planes[valid], flat_idx[valid]), grad_y.reshape(n * c, -1)[valid])
+    np.add.at(grad_x, (planes[valid], flat_idx[valid]), grad_y.reshape(n * c, pixels)[valid])
     return grad_x.reshape(input_shape)
 
 

@@ -200,7 +200,7 @@ class DistributedDataParallel(Module):
                 size = p.data.size
                 if count > 0:  # a view into the bucket (disjoint from the others): no copy on the CPU
                     averaged = move_array(flat[start : start + size].reshape(p.shape), p.device)
-                    p.grad = Tensor._wrap(averaged, p.device)
+                    p.grad = Tensor._wrap(averaged)
                 start += size
         self._accept_current_gradients()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import tinygrad_cnn.nn.functional as F
+from tinygrad_cnn.arguments import check_flag, positive_int
 from tinygrad_cnn.nn import init
 from tinygrad_cnn.nn.functional.checks import require_tensor
 from tinygrad_cnn.nn.module import Module, Parameter
@@ -24,9 +25,9 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=None):
         super().__init__()
-        for name, n in (("in_features", in_features), ("out_features", out_features)):
-            if not isinstance(n, int) or n <= 0:
-                raise ValueError(f"Linear: {name} must be a positive int, got {n!r}")
+        in_features = positive_int("Linear", "in_features", in_features)
+        out_features = positive_int("Linear", "out_features", out_features)
+        bias = check_flag("Linear", "bias", bias)
         self.in_features, self.out_features = in_features, out_features
         self.weight = Parameter(Tensor.zeros(out_features, in_features, dtype=dtype or "float32"))
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))

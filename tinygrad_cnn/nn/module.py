@@ -20,6 +20,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from tinygrad_cnn.arguments import check_flag
 from tinygrad_cnn.nn import hooks as _hooks
 from tinygrad_cnn.tensor import Tensor
 
@@ -146,6 +147,8 @@ class Module:
 
     # ---------------------------------------------------------------- modes
     def train(self, mode: bool = True) -> Module:
+        """Training mode (``mode=False``: evaluation) for this module and every sub-module."""
+        mode = check_flag(f"{type(self).__name__}.train", "mode", mode)
         for m in self.modules():
             object.__setattr__(m, "training", mode)
         return self

@@ -112,8 +112,8 @@ class SyncBatchNorm(_BatchNorm):
         if counting and self.momentum is None:  # cumulative average over the batches so far
             factor = 1.0 / (int(self.num_batches_tracked.item()) + 1)
         xp = xp_of(x.data)
-        weight = self.weight if self.affine else Tensor._wrap(xp.ones(self.num_features, x.dtype), x.device)
-        bias = self.bias if self.affine else Tensor._wrap(xp.zeros(self.num_features, x.dtype), x.device)
+        weight = self.weight if self.affine else Tensor._wrap(xp.ones(self.num_features, x.dtype))
+        bias = self.bias if self.affine else Tensor._wrap(xp.zeros(self.num_features, x.dtype))
         stats: list = []
         y = sync_batch_norm_train(x, weight, bias, self.eps, the_world, stats)
         mean, var, count = stats

@@ -193,12 +193,13 @@ class LocallyConnected2dFunction(Function):
 
 # ------------------------------------------------------------------------ input layout
 def _spatial_input(fn: str, x: Tensor, nd: int) -> bool:
-    """True when ``x`` is unbatched (C, *spatial); checks the rank and that nothing is empty."""
+    """True when ``x`` is unbatched (C, *spatial); checks the rank and that nothing but the
+    batch is empty (an empty batch gives an empty output, as in PyTorch)."""
     layout = "(N, C, L)" if nd == 1 else "(N, C, H, W)"
     if x.ndim not in (nd + 1, nd + 2):
         raise ValueError(f"{fn}: input must be {nd + 2}-D {layout} or {nd + 1}-D unbatched, "
                          f"got shape {x.shape}")
-    if 0 in x.shape:
+    if 0 in x.shape[-nd - 1:]:
         raise ValueError(f"{fn}: input of shape {x.shape} is empty")
     return x.ndim == nd + 1
 
@@ -457,8 +458,9 @@ def unfold(x: Tensor, kernel_size: IntOrTuple, dilation: IntOrTuple = 1, padding
     """
     fn = "unfold"
     check_float_tensors(fn, input=x)
-    if x.ndim != 4 or 0 in x.shape:
-        raise ValueError(f"{fn}: input must be a non-empty 4-D (N, C, H, W) tensor, got shape {x.shape}")
+    if x.ndim != 4 or 0 in x.shape[1:]:
+        raise ValueError(f"{fn}: input must be a 4-D (N, C, H, W) tensor, empty in N only, got shape "
+                         f"{x.shape}")
     return Unfold.apply(x, geometry=window_geometry(fn, x.shape, kernel_size, dilation, padding, stride))
 
 

@@ -96,7 +96,7 @@ def batch_norm(
                         bias=bias)
     if x.ndim < 2:
         raise ValueError(f"{fn}: input must be (N, C, *), got shape {x.shape}")
-    if 0 in x.shape:
+    if 0 in x.shape[1:]:  # an empty batch: an empty output in eval mode (training needs values)
         raise ValueError(f"{fn}: input of shape {x.shape} is empty")
     c = x.shape[1]
     for name, t in (("running_mean", running_mean), ("running_var", running_var),

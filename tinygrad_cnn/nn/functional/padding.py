@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tinygrad_cnn import ops
+from tinygrad_cnn.arguments import is_int
 from tinygrad_cnn.tensor import Tensor
 
 PAD_MODES = ("constant", "reflect", "replicate", "circular")
@@ -15,7 +16,8 @@ def pad(x: Tensor, pad: tuple[int, ...], mode: str = "constant", value: float = 
 
     Modes: ``constant`` (fill with ``value``), ``reflect`` (mirror without repeating
     the edge: 2 1 | 0 1 2 | 1 0), ``replicate`` (repeat the edge: 0 0 | 0 1 2 | 2 2),
-    ``circular`` (wrap around: 1 2 | 0 1 2 | 0 1).
+    ``circular`` (wrap around: 1 2 | 0 1 2 | 0 1). In constant mode a negative width crops
+    that many elements from that side instead, as PyTorch.
     """
     if mode not in PAD_MODES:
         raise ValueError(f"pad: unknown mode {mode!r}; expected one of {PAD_MODES}")
@@ -24,11 +26,19 @@ def pad(x: Tensor, pad: tuple[int, ...], mode: str = "constant", value: float = 
         raise ValueError(
             f"pad: {pad} must hold (before, after) pairs for at most {x.ndim} dims"
         )
-    if any(not isinstance(p, int) or p < 0 for p in pad):
-        raise ValueError(f"pad: widths must be non-negative ints, got {pad}")
+    if any(not is_int(p) for p in pad):
+        raise ValueError(f"pad: widths must be ints, got {pad}")
+    if any(p < 0 for p in pad) and mode != "constant":
+        raise ValueError(f"pad: negative widths (cropping) need mode='constant', got {pad} with {mode!r}")
     widths = [(0, 0)] * x.ndim
     for i in range(len(pad) // 2):
-        widths[x.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+        widths[x.ndim - 1 - i] = (int(pad[2 * i]), int(pad[2 * i + 1]))
+    if any(min(w) < 0 for w in widths):  # crop first (a slice), then pad what is positive
+        crop = tuple(slice(-min(before, 0), n + min(after, 0)) for (before, after), n in zip(widths, x.shape))
+        if any(c.stop < c.start for c in crop):
+            raise ValueError(f"pad: widths {pad} crop more than the shape {x.shape} holds")
+        x = x[crop]
+        widths = [(max(before, 0), max(after, 0)) for before, after in widths]
     for axis, (before, after) in enumerate(widths):
         n = x.shape[axis]
         if mode == "reflect" and max(before, after) >= n and (before or after):

@@ -48,13 +48,13 @@ __all__ = [
 
 # ------------------------------------------------------------------ input layout
 def _spatial_input(fn: str, x: Tensor, nd: int) -> bool:
-    """Check x is (N, C, *spatial) or unbatched (C, *spatial), float and non-empty; True if
-    unbatched."""
+    """Check x is (N, C, *spatial) or unbatched (C, *spatial), float and non-empty (but for
+    the batch: an empty batch gives an empty output, as in PyTorch); True if unbatched."""
     check_float_tensors(fn, input=x)
     if x.ndim not in (nd + 1, nd + 2):
         layout = "(N, C, H, W) or (C, H, W)" if nd == 2 else "(N, C, L) or (C, L)"
         raise ValueError(f"{fn}: input must be {layout}, got shape {x.shape}")
-    if any(n == 0 for n in x.shape):
+    if any(n == 0 for n in x.shape[-nd - 1:]):  # an empty batch gives an empty output
         raise ValueError(f"{fn}: input of shape {x.shape} is empty")
     return x.ndim == nd + 1
 
