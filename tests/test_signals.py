@@ -326,8 +326,6 @@ def test_causal_cnn_gradients():
         models.CausalCNN(0)
 
 
-@pytest.mark.xfail(strict=True, reason="summary.py counts FLOPs and receptive fields of 2-D layers only: "
-                                       "Conv1d rows show 0 FLOPs and a receptive field of 1")
 def test_summary_of_a_1d_network():
     stack = nn.Sequential(nn.CausalConv1d(1, 4, 3), nn.CausalConv1d(4, 4, 3, dilation=2))
     table = tc.summary(stack, (1, 64))

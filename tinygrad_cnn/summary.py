@@ -50,7 +50,7 @@ class LayerRow:
     params: int
     trainable: int
     flops: int
-    receptive_field: tuple[float, float] | None
+    receptive_field: tuple[float, ...] | None  # (h, w) for images, (length,) for signals
 
 
 @dataclass(repr=False)
@@ -166,8 +166,8 @@ def _flops_text(flops: int) -> str:
 def _rf_text(rf) -> str:
     if rf is None:
         return "-"
-    h, w = (int(math.ceil(v - 1e-9)) for v in rf)
-    return str(h) if h == w else f"{h}x{w}"
+    sizes = [int(math.ceil(v - 1e-9)) for v in rf]
+    return str(sizes[0]) if len(set(sizes)) == 1 else "x".join(map(str, sizes))
 
 
 def _pair(value) -> tuple[int, int]:
@@ -187,11 +187,11 @@ def _layer_flops(module: Module, x: Tensor, y: Tensor) -> int:
 
     n = max(y.shape[0], 1) if y.ndim else 1
     per_image = y.numel() // n
-    if isinstance(module, nn.ConvTranspose2d):
-        kh, kw = module.kernel_size
-        macs = module.in_channels * (module.out_channels // module.groups) * kh * kw * x.shape[2] * x.shape[3]
+    if isinstance(module, (nn.ConvTranspose2d, nn.ConvTranspose1d)):
+        macs = module.in_channels * (module.out_channels // module.groups) * math.prod(module.kernel_size) \
+            * math.prod(x.shape[2:])
         return 2 * macs + (per_image if module.bias is not None else 0)
-    if isinstance(module, nn.Conv2d):
+    if isinstance(module, (nn.Conv2d, nn.Conv1d)):
         return theory.conv_flops(module.in_channels, module.out_channels, module.kernel_size, y.shape[2:],
                                  module.groups, module.bias is not None)
     if isinstance(module, nn.Linear):
@@ -203,7 +203,7 @@ def _layer_flops(module: Module, x: Tensor, y: Tensor) -> int:
     if "Pool" in name:
         if hasattr(module, "kernel_size"):
             kh, kw = _pair(module.kernel_size)
-            return per_image * kh * kw
+            return per_image * (kw if x.ndim == 3 else kh * kw)
         return x.numel() // max(x.shape[0], 1)  # adaptive / global pooling reads every input once
     if isinstance(module, (nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.Softmax, nn.LogSoftmax)):
         return per_image
@@ -247,9 +247,11 @@ class _FieldTracker:
             (kh, kw), (sh, sw) = _pair(module.kernel_size), _pair(module.stride)
             jh, jw = jh / sh, jw / sw
             return rh + (kh - 1) * jh, rw + (kw - 1) * jw, jh, jw
-        if hasattr(module, "kernel_size") and x.ndim == 4 and ("Conv" in name or "Pool" in name):
+        if hasattr(module, "kernel_size") and x.ndim in (3, 4) and ("Conv" in name or "Pool" in name):
             (kh, kw), (sh, sw) = _pair(module.kernel_size), _pair(module.stride or module.kernel_size)
             dh, dw = _pair(getattr(module, "dilation", 1))
+            if x.ndim == 3:  # a signal: its one axis is the width, the height stays 1
+                kh, sh, dh = 1, 1, 1
             return rh + dh * (kh - 1) * jh, rw + dw * (kw - 1) * jw, jh * sh, jw * sw
         if x.ndim == 4 and (y.ndim < 4 or ("Pool" in name and y.shape[2:] != x.shape[2:])):
             # global/adaptive pooling or flattening: (about) the whole map
@@ -309,7 +311,10 @@ def summary(model: Module, input_shape: Sequence[int] | None = None, batch_size:
                 if x is not None:
                     value = tracker.through(module, x, y)
                     tracker.set(y, value)
-                    field_ = value[:2] if x.ndim == 4 or y.ndim == 4 else tracker.get(x)[:2]
+                    if x.ndim == 3 or y.ndim == 3:  # signals: the field along their one axis
+                        field_ = (value[1],) if x.ndim == 3 and y.ndim == 3 else (tracker.get(x)[1],)
+                    else:
+                        field_ = value[:2] if x.ndim == 4 or y.ndim == 4 else tracker.get(x)[:2]
                 rows.append(LayerRow(
                     name=name, type=type(module).__name__, output_shape=tuple(y.shape),
                     params=sum(p.numel() for p in own),
