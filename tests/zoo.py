@@ -47,7 +47,29 @@ TINY: dict[str, tuple[Callable[[], nn.Module], tuple[int, int, int]]] = {
     "densenet_small": (lambda: models.densenet_small(CLASSES, growth_rate=2), (3, 8, 8)),
     "mobilenet_v1": (lambda: models.mobilenet_v1(CLASSES, width_mult=1 / 16), (3, 32, 32)),
     "mobilenet_small": (lambda: models.mobilenet_small(CLASSES, width_mult=1 / 16), (3, 8, 8)),
+    # MobileNetV2 rounds its channels to multiples of 8 (at least 8), and a block with stride 1
+    # whose input and output widths round alike gains a residual join the named model lacks
+    # (same_layout sees it): at 0.25 the stem and the first stage both get 8 maps. 0.35 is the
+    # thinnest of torchvision's widths that keeps the graph; the 32x32 variant also runs its
+    # second stage at stride 1 (16 -> 24 maps: both 8 at 0.35), so it keeps its own width, 0.5
+    "mobilenet_v2": (lambda: models.mobilenet_v2(CLASSES, width_mult=0.35), (3, 32, 32)),
+    "mobilenet_v2_small": (lambda: models.mobilenet_v2_small(CLASSES), (3, 8, 8)),
+    "googlenet": (lambda: models.GoogLeNet(CLASSES, width=1 / 16), (3, 32, 32)),
+    "googlenet_small": (lambda: models.googlenet_small(CLASSES, width=1 / 16), (3, 8, 8)),
+    # 35 x 35: the unpadded stem gives 15 x 15, then the 'same' pools 8, 4, 2, 1, with the odd
+    # pixel of the padding after the map (8 -> 4 -> 2 -> 1) and split evenly (15 -> 8)
+    "xception": (lambda: models.Xception(CLASSES, width=1 / 16), (3, 35, 35)),
+    "xception_small": (lambda: models.xception_small(CLASSES, width=1 / 16), (3, 16, 16)),
+    "binarized_lenet": (lambda: models.BinarizedLeNet(CLASSES, channels=(2, 3), hidden=4), (1, 28, 28)),
 }
+
+# configurations of a named model with an option that changes its graph: checked like the
+# models of list_models() (name: (build the tiny model, input shape, build the named model))
+OPTIONS: dict[str, tuple[Callable[[], nn.Module], tuple[int, int, int], Callable[[], nn.Module]]] = {
+    "googlenet+aux_logits": (lambda: models.GoogLeNet(CLASSES, aux_logits=True, width=1 / 16), (3, 32, 32),
+                             lambda: models.googlenet(CLASSES, aux_logits=True)),
+}
+CHECKED = models.list_models() + sorted(OPTIONS)  # every configuration the gradient and parity tests run
 
 # VGG's ImageNet layout has no width option and a 25088 x 4096 dense layer: about 7 GB and half a
 # minute of CPU per gradient check in float64, so it runs under the thorough profile only. Its
@@ -55,17 +77,50 @@ TINY: dict[str, tuple[Callable[[], nn.Module], tuple[int, int, int]]] = {
 # (adaptive pooling, dropout, dense layers) is AlexNet's, which is checked at full size.
 FULL_SIZE_ONLY = ("vgg11", "vgg16")
 
-# the entries that call a class directly (not the builder of their name): checked by same_layout
-BUILT_FROM_THE_CLASS = ("resnet18", "resnet34", "resnet50", "resnet20", "resnet32", "resnet56", "densenet121")
+# the entries that call a class directly (not the builder of their name)
+BUILT_FROM_THE_CLASS = ("resnet18", "resnet34", "resnet50", "resnet20", "resnet32", "resnet56", "densenet121",
+                        "googlenet", "xception", "binarized_lenet", "googlenet+aux_logits")
+# the entries that are the named model itself (only num_classes differs): nothing to prove
+AS_NAMED = ("lenet5", "alexnet", "alexnet_original", "alexnet_small", "vgg11", "vgg16")
+# every other entry is a thinner build: checked by same_layout
+SHRUNK = tuple(name for name in CHECKED if name not in AS_NAMED)
+
+# the attributes of a module that are widths; every other public attribute is structure
+WIDTHS = frozenset({"in_channels", "out_channels", "num_features", "in_features", "out_features", "planes",
+                    "inplanes", "last_channel"})
 
 
-def layout(model: nn.Module) -> list[tuple[str, str]]:
-    """(name, type) of every module: the architecture without its widths."""
-    return [(name, type(module).__name__) for name, module in model.named_modules()]
+def structure(module: nn.Module) -> dict:
+    """A module's hyperparameters without its widths: kernel sizes, strides, paddings, eps,
+    dropout rates, flags such as ``use_res_connect``, and its groups, recorded as "depthwise"
+    when there is one per input channel (their number is a width then)."""
+    found = {key: value for key, value in vars(module).items()
+             if not key.startswith("_") and key not in WIDTHS and key not in ("training", "groups")}
+    if "groups" in vars(module):
+        groups = module.groups
+        found["groups"] = "depthwise" if groups == module.in_channels and groups > 1 else groups
+    return found
 
 
-def same_layout(name: str) -> bool:
-    return layout(TINY[name][0]()) == layout(models.get_model(name, num_classes=CLASSES))
+def layout(model: nn.Module) -> list[tuple[str, str, dict]]:
+    """(name, type, structure) of every module: the architecture without its widths."""
+    return [(name, type(module).__name__, structure(module)) for name, module in model.named_modules()]
+
+
+def named_model(name: str) -> nn.Module:
+    """The model called ``name`` as its builder makes it (``CLASSES`` classes)."""
+    if name in OPTIONS:
+        return OPTIONS[name][2]()
+    return models.get_model(name, num_classes=CLASSES)
+
+
+def layout_difference(name: str) -> list:
+    """The modules where the tiny entry ``name`` and the named model differ (empty: same layout)."""
+    tiny, named = layout(_entry(name)[0]()), layout(named_model(name))
+    differences = [(a, b) for a, b in zip(tiny, named) if a != b]
+    if len(tiny) != len(named):
+        differences.append(f"{len(tiny)} modules, the named model has {len(named)}")
+    return differences
 
 
 def prepared(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -87,12 +142,16 @@ def prepared(model: nn.Module, seed: int = 0) -> nn.Module:
     return model
 
 
+def _entry(name: str):
+    return OPTIONS[name] if name in OPTIONS else TINY[name]
+
+
 def tiny_model(name: str, seed: int = 0) -> nn.Module:
     """The prepared tiny model called ``name`` (the same weights for the same seed)."""
     tc.manual_seed(seed)
-    return prepared(TINY[name][0](), seed)
+    return prepared(_entry(name)[0](), seed)
 
 
 def tiny_input(name: str, batch: int = 2, seed: int = 1) -> np.ndarray:
     """A float64 input batch for the tiny model called ``name``."""
-    return np.random.default_rng(seed).standard_normal((batch, *TINY[name][1]))
+    return np.random.default_rng(seed).standard_normal((batch, *_entry(name)[1]))
