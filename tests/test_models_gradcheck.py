@@ -218,12 +218,13 @@ class StraightThroughSurrogate:
         return out
 
 
-def check_straight_through(model, x: Tensor, out, cotangent, grads, rng, name: str, monkeypatch) -> None:
+def check_straight_through(model, x: Tensor, out, cotangent, grads, rng, name: str, groups: dict,
+                           monkeypatch) -> None:
     """The checks of a binarized network (module docstring): true gradients after the last
-    sign, a loss constant in everything before it, the STE against its surrogate network."""
+    sign, a loss constant in everything before it, the STE against its surrogate network
+    (``groups``: the model's entry of STRAIGHT_THROUGH)."""
     names = ["the input"] + [n for n, _ in model.named_parameters()]
     tensors = [x, *model.parameters()]
-    groups = STRAIGHT_THROUGH[name.split(" ")[0]]
     after_sign = [n.startswith(groups["after the last sign"]) for n in names]
     after_pool = [n.startswith(groups["after the last pool"]) for n in names]
     assert any(after_sign) and any(after_pool) and not all(after_pool), "no parameter matches the prefixes"
@@ -266,8 +267,8 @@ def has_batch_norm(model) -> bool:
 @pytest.mark.parametrize("name", zoo.CHECKED)
 def test_model_gradients_match_finite_differences_and_backends_agree(name, monkeypatch):
     if name in zoo.FULL_SIZE_ONLY and not THOROUGH:
-        pytest.skip(f"{name} is checked at full size (7 GB in float64) under the thorough profile only; "
-                    "its convolutions and its head are checked by vgg*_cifar and alexnet")
+        pytest.skip(f"{name} is checked at full size under the thorough profile only: "
+                    f"{zoo.FULL_SIZE_ONLY[name]}")
     model = zoo.tiny_model(name)
     signs = any(isinstance(m, (nn.BinarizedConv2d, nn.BinarizedLinear)) for m in model.modules())
     assert signs == (name in STRAIGHT_THROUGH), f"{name}: binarized layers and STRAIGHT_THROUGH disagree"
@@ -283,7 +284,8 @@ def test_model_gradients_match_finite_differences_and_backends_agree(name, monke
             cotangent = reference[1]
             out, grads = reference[0], reference[2]
             if signs:
-                check_straight_through(model, x, out, cotangent, grads, rng, mode, monkeypatch)
+                check_straight_through(model, x, out, cotangent, grads, rng, mode, STRAIGHT_THROUGH[name],
+                                       monkeypatch)
             else:
                 check_finite_differences(model, x, out, cotangent, grads, rng, mode)
         # without batch norm the modes differ only in dropout, which calls no kernel

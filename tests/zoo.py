@@ -1,13 +1,18 @@
 """Every model of ``models.list_models()`` at a tiny size, for the gradient and parity checks.
 
 A gradient check needs the model's graph, not its width: each entry builds the named
-architecture (same layers, same blocks, same joins) with as few channels as its class allows
-and the smallest input it accepts. Where the builder of a name has no width option the entry
-calls the class the builder calls, with the builder's layout and a smaller width, and
-:func:`same_layout` proves that the tiny model has the named model's modules, name for name
-and type for type. AlexNet's and VGG's ImageNet classes have no width option: they are
-checked at full size (their dense layers dominate the cost of these tests; VGG's only under
-the thorough profile, see FULL_SIZE_ONLY).
+architecture (same layers, same blocks, same joins) with few channels (the builder's own
+width option where it has one) and a small input. Where the builder of a name has no width
+option the entry calls the class the builder calls, with the builder's layout and a smaller
+width. For every entry thinner than its named model, :func:`layout_difference` proves that
+the two have the same modules, name for name, type for type and hyperparameter for
+hyperparameter (kernel sizes, strides, paddings, eps, dropout rates, residual flags): all but
+the widths. AlexNet's and VGG's ImageNet classes have no width option: they are checked at
+full size (their dense layers dominate the cost of these tests; VGG's only under the thorough
+profile, see FULL_SIZE_ONLY, as the full-width MobileNetV2, GoogLeNet and Xception).
+
+OPTIONS adds configurations that a builder's option changes (GoogLeNet's auxiliary heads) and
+the full-width networks; CHECKED lists everything the gradient and parity tests run.
 
 :func:`prepared` converts a model to float64 and moves every bias, batch-norm scale and
 shift and running statistic off its initial value (zeros and ones), so that no unit sits
@@ -17,6 +22,7 @@ exactly on a ReLU kink and eval-mode batch norm is not the identity.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
@@ -25,7 +31,7 @@ from tinygrad_cnn import models, nn
 
 CLASSES = 3
 
-# name: (build the tiny model, input shape (C, H, W), build it as the builder of ``name`` does)
+# name: (build the tiny model, input shape (C, H, W))
 TINY: dict[str, tuple[Callable[[], nn.Module], tuple[int, int, int]]] = {
     "lenet5": (lambda: models.lenet5(num_classes=CLASSES), (1, 28, 28)),
     "alexnet": (lambda: models.alexnet(num_classes=CLASSES), (3, 63, 63)),
@@ -66,22 +72,40 @@ TINY: dict[str, tuple[Callable[[], nn.Module], tuple[int, int, int]]] = {
 # configurations of a named model with an option that changes its graph: checked like the
 # models of list_models() (name: (build the tiny model, input shape, build the named model))
 OPTIONS: dict[str, tuple[Callable[[], nn.Module], tuple[int, int, int], Callable[[], nn.Module]]] = {
-    "googlenet+aux_logits": (lambda: models.GoogLeNet(CLASSES, aux_logits=True, width=1 / 16), (3, 32, 32),
+    # 96 x 96: the auxiliary heads see 6 x 6 maps, which their adaptive pooling averages to 4 x 4
+    # over overlapping windows (at 32 x 32 they see 2 x 2 maps, which it only repeats)
+    "googlenet+aux_logits": (lambda: models.GoogLeNet(CLASSES, aux_logits=True, width=1 / 16), (3, 96, 96),
                              lambda: models.googlenet(CLASSES, aux_logits=True)),
 }
+# the ImageNet networks that the entries above build thinner, at full width (their builders) on
+# small inputs: under the thorough profile only (see FULL_SIZE_ONLY). MobileNetV2 gets 64 x 64:
+# on 32 x 32 its last stages see 1 x 1 maps, train-mode batch norm normalizes 2 numbers per
+# channel, and the loss is so curved there that no step of finite differences resolves it
+OPTIONS.update({f"{name}@full": (partial(models.get_model, name, num_classes=CLASSES), shape,
+                                 partial(models.get_model, name, num_classes=CLASSES))
+                for name, shape in {"mobilenet_v2": (3, 64, 64), "googlenet": (3, 32, 32),
+                                    "xception": (3, 71, 71)}.items()})
 CHECKED = models.list_models() + sorted(OPTIONS)  # every configuration the gradient and parity tests run
 
 # VGG's ImageNet layout has no width option and a 25088 x 4096 dense layer: about 7 GB and half a
 # minute of CPU per gradient check in float64, so it runs under the thorough profile only. Its
 # parts are checked in every run: its convolutions are vgg*_cifar's (make_layers), its head
 # (adaptive pooling, dropout, dense layers) is AlexNet's, which is checked at full size.
-FULL_SIZE_ONLY = ("vgg11", "vgg16")
+# name: why it runs under the thorough profile only
+FULL_SIZE_ONLY = {
+    "vgg11": "7 GB in float64; its convolutions and its head are checked by vgg11_cifar and alexnet",
+    "vgg16": "7 GB in float64; its convolutions and its head are checked by vgg16_cifar and alexnet",
+    "mobilenet_v2@full": "10 s of CPU, over the CI budget; the same graph is checked thinner as mobilenet_v2",
+    "googlenet@full": "10 s of CPU, over the CI budget; the same graph is checked thinner as googlenet",
+    "xception@full": "a minute of CPU; the same graph is checked thinner as xception",
+}
 
 # the entries that call a class directly (not the builder of their name)
 BUILT_FROM_THE_CLASS = ("resnet18", "resnet34", "resnet50", "resnet20", "resnet32", "resnet56", "densenet121",
                         "googlenet", "xception", "binarized_lenet", "googlenet+aux_logits")
 # the entries that are the named model itself (only num_classes differs): nothing to prove
-AS_NAMED = ("lenet5", "alexnet", "alexnet_original", "alexnet_small", "vgg11", "vgg16")
+AS_NAMED = ("lenet5", "alexnet", "alexnet_original", "alexnet_small", "vgg11", "vgg16", "mobilenet_v2@full",
+            "googlenet@full", "xception@full")
 # every other entry is a thinner build: checked by same_layout
 SHRUNK = tuple(name for name in CHECKED if name not in AS_NAMED)
 

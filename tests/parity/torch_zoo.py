@@ -1,10 +1,14 @@
 """The zoo's architectures written again with torch.nn, from the papers and torchvision's layouts.
 
 Written by hand, not translated from tinygrad_cnn's modules: each builder states the network
-as its paper (or torchvision) does, with the same module names, so that
+as its paper (or torchvision, or Keras for Xception) does, with the same module names, so that
 ``load_state_dict(strict=True)`` of tinygrad_cnn's weights proves the names and shapes, and
 the outputs and gradients prove the rest (strides, paddings, joins, pooling). Widths follow
-the tiny configurations of tests/zoo.py.
+the tiny configurations of tests/zoo.py. The binarized LeNet's sign and its straight-through
+estimator are a torch.autograd.Function (SignSTE).
+
+Longer than 500 lines: one section per architecture, each read on its own; they share one
+file so that :func:`build` at the end names every configuration of the zoo.
 """
 
 from __future__ import annotations
@@ -752,5 +756,8 @@ def build(name: str, num_classes: int) -> nn.Module:
         "xception": lambda: Xception(num_classes, 1 / 16),
         "xception_small": lambda: Xception(num_classes, 1 / 16, 2, small_input=True),
         "binarized_lenet": lambda: BinarizedLeNet(num_classes, (2, 3), 4),
+        "mobilenet_v2@full": lambda: MobileNetV2(num_classes, 1.0),
+        "googlenet@full": lambda: GoogLeNet(num_classes, 1.0),
+        "xception@full": lambda: Xception(num_classes, 1.0),
     }
     return builders[name]().double()
