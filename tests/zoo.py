@@ -95,9 +95,9 @@ CHECKED = models.list_models() + sorted(OPTIONS)  # every configuration the grad
 FULL_SIZE_ONLY = {
     "vgg11": "7 GB in float64; its convolutions and its head are checked by vgg11_cifar and alexnet",
     "vgg16": "7 GB in float64; its convolutions and its head are checked by vgg16_cifar and alexnet",
-    "mobilenet_v2@full": "10 s of CPU, over the CI budget; the same graph is checked thinner as mobilenet_v2",
-    "googlenet@full": "10 s of CPU, over the CI budget; the same graph is checked thinner as googlenet",
-    "xception@full": "a minute of CPU; the same graph is checked thinner as xception",
+    "mobilenet_v2@full": "5 s of CPU, kept out of CI's budget; the same graph runs thinner as mobilenet_v2",
+    "googlenet@full": "6 s of CPU, kept out of CI's budget; the same graph runs thinner as googlenet",
+    "xception@full": "20 s of CPU, kept out of CI's budget; the same graph runs thinner as xception",
 }
 
 # the entries that call a class directly (not the builder of their name)
