@@ -38,7 +38,7 @@ from tinygrad_cnn.live.protocol import (
 )
 from tinygrad_cnn.live.snapshot import ModelMirror, copy_weights, predictions_message
 from tinygrad_cnn.live.state import Cursor, LiveState
-from tinygrad_cnn.training import LambdaCallback, Trainer, filter_grid
+from tinygrad_cnn.training import Callback, LambdaCallback, Trainer, filter_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 STATIC = ROOT / "tinygrad_cnn" / "live" / "static"
@@ -305,10 +305,11 @@ def live_view():
         view.close()
 
 
-def fit(view, digits, epochs=2, dropout=0.0, **options):
+def fit(view, digits, epochs=2, dropout=0.0, callbacks=(), **options):
     tc.manual_seed(0)
     model = tiny_cnn(dropout)
-    trainer = Trainer(model, optim.Adam(model.parameters(), 1e-2), callbacks=[view] if view else [],
+    trainer = Trainer(model, optim.Adam(model.parameters(), 1e-2),
+                      callbacks=([view] if view else []) + list(callbacks),
                       progress=False, batch_size=32, seed=0, **options)
     with use_backend("reference"):
         history = trainer.fit(digits[:2], epochs, digits[2:])
@@ -474,6 +475,20 @@ def test_a_run_streams_schema_valid_messages_that_match_the_trainer(live_view, d
     assert samples and samples[-1][2] == pytest.approx(predictions["accuracy"])
 
 
+class WaitForSnapshots(Callback):
+    """Holds training at each batch's end until the live view's worker has drawn what it was
+    given and is ready for more: snapshots then interleave with every batch, however loaded
+    the machine (a fast loop on a busy machine otherwise ends before the worker gets a turn)."""
+
+    def __init__(self, view) -> None:
+        self.view = view
+
+    def on_batch_end(self, batch, logs=None) -> None:
+        assert self.view.worker.wait_idle(timeout=30), "the live view's worker did not finish a snapshot"
+        ready = max(self.view.worker.next_allowed, self.view._next_snapshot)
+        time.sleep(max(0.0, ready - time.perf_counter()))
+
+
 @needs_live
 def test_training_is_the_same_with_and_without_a_watched_live_view(live_view, digits):
     plain, plain_history = fit(None, digits, dropout=0.3)
@@ -482,9 +497,11 @@ def test_training_is_the_same_with_and_without_a_watched_live_view(live_view, di
     view = live_view(interval=0.001)
     page = Page(view)
     wait_listeners(view, 1)
-    trainer, history = fit(view, digits, dropout=0.3)
+    trainer, history = fit(view, digits, dropout=0.3, callbacks=[WaitForSnapshots(view)])
     page.close()
-    assert view.worker.computed > 3  # snapshots were taken while training ran
+    # snapshots were taken while training ran: the first weights, those after each of the 20
+    # batches (the last batch's may be the final state's), the final state
+    assert view.worker.computed >= 21
     assert history.history == plain_history.history
     assert all(np.array_equal(v.numpy(), plain_state[k]) for k, v in trainer.model.state_dict().items())
     assert tc.random.generator().bit_generator.state == plain_rng  # the live view drew nothing
@@ -499,10 +516,9 @@ def test_no_snapshots_while_nobody_listens(live_view, digits):
 
 @needs_live
 def test_a_training_loop_without_loaders_gets_the_curves_only(live_view, capsys):
-    from tinygrad_cnn.training import Callback
-
     view = live_view()
-    trainer = Trainer(tiny_cnn(), optim.SGD(tiny_cnn().parameters(), lr=0.1), progress=False)
+    model = tiny_cnn()
+    trainer = Trainer(model, optim.SGD(model.parameters(), lr=0.1), progress=False)
     Callback.set_trainer(view, trainer)  # a loop of its own: no train_loader, epochs unknown
     view.on_train_begin()
     for batch in range(3):
