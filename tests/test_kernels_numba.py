@@ -19,8 +19,9 @@ nb_conv = compiled("numba", "conv")
 
 
 def test_conv_strategy_rule():
-    """Depthwise layers go direct; 3x3 stride-1 layers with 32+ channels Winograd; small
-    output planes channels-last; large ones im2col; the batch splits into min(threads, N)."""
+    """Depthwise layers go direct; 3x3 stride-1 layers with 32+ channels Winograd; other
+    16-64-channel layers SIMD (where it was built); small output planes channels-last;
+    large ones im2col; the batch splits into min(threads, N)."""
     one, same, none = (1, 1), (1, 1, 1, 1), (0, 0, 0, 0)
 
     def rule(x_shape, w_shape, stride=one, padding=same, dilation=one, groups=1, threads=2):
@@ -34,11 +35,15 @@ def test_conv_strategy_rule():
     assert rule((64, 6, 14, 14), (16, 6, 5, 5), padding=none) == ("channels_last", 2)  # LeNet conv2
     assert rule((2, 32, 16, 16), (32, 32, 3, 3)) == ("winograd", 2)  # ResNet 3x3 layers
     assert rule((2, 64, 8, 8), (64, 64, 3, 3)) == ("winograd", 2)
-    assert rule((2, 16, 32, 32), (16, 16, 3, 3)) == ("im2col", 2)  # too few channels
-    assert rule((2, 16, 16, 16), (32, 16, 3, 3)) == ("channels_last", 2)
-    assert rule((2, 16, 32, 32), (32, 16, 3, 3), stride=(2, 2)) == ("channels_last", 2)  # 16x16 out
-    assert rule((2, 16, 32, 32), (32, 16, 3, 3), dilation=(2, 2)) == ("im2col", 2)  # 28x28 out
-    assert rule((2, 16, 32, 32), (32, 16, 3, 3), padding=(3, 3, 3, 3)) == ("im2col", 2)
+    simd = "simd" in nb_conv.STRATEGIES  # setup.py built kernels/simd
+    small, large = ("simd", "simd") if simd else ("channels_last", "im2col")
+    assert rule((2, 16, 32, 32), (16, 16, 3, 3)) == (large, 2)  # too few channels for Winograd
+    assert rule((2, 16, 16, 16), (32, 16, 3, 3)) == (small, 2)
+    assert rule((2, 16, 32, 32), (32, 16, 3, 3), stride=(2, 2)) == (small, 2)  # 16x16 out
+    assert rule((2, 16, 32, 32), (32, 16, 3, 3), dilation=(2, 2)) == (large, 2)  # 28x28 out
+    assert rule((2, 16, 32, 32), (32, 16, 3, 3), padding=(3, 3, 3, 3)) == (large, 2)
+    assert rule((2, 128, 32, 32), (128, 128, 3, 3), stride=(2, 2)) == ("channels_last", 2)  # 128 > 64
+    assert rule((2, 128, 64, 64), (128, 128, 5, 5)) == ("im2col", 2)
     assert rule((2, 64, 8, 8), (64, 32, 3, 3), groups=2) == ("channels_last", 2)
     assert rule((1, 32, 32, 32), (32, 32, 3, 3)) == ("winograd", 1)  # one image: one share
     assert rule((128, 32, 16, 16), (32, 32, 3, 3), threads=16) == ("winograd", 16)

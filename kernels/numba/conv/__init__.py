@@ -12,6 +12,8 @@ One file per strategy, each with the same ``forward``, ``backward_input`` and
 
 * ``direct.py``: the sum tap by tap, for depthwise convolutions (a GEMM would be a
   matrix-vector product);
+* ``simd.py``: register-blocked direct loops in C with SIMD intrinsics (``kernels/simd``,
+  built by setup.py), for the other 16-64-channel layers (ResNet-20's 16-channel ones);
 * ``winograd.py``: Winograd's F(2x2, 3x3), 4 instead of 9 multiply-adds per output and
   channel pair, for 3x3 stride-1 layers;
 * ``channels_last.py``: a patch matrix of channels-last pixel rows, for small output planes;
@@ -43,6 +45,7 @@ if simd.simd.available():  # the ahead-of-time SIMD loops, where setup.py could 
     STRATEGIES["simd"] = simd
 
 WINOGRAD_MIN_CHANNELS = 32      # below this, F(2x2, 3x3)'s 16 small GEMMs lose to channels-last
+SIMD_CHANNELS = (16, 64)        # "simd" wins on 16-64 channels; LeNet's 1 and 6 and 128+ lose
 CHANNELS_LAST_MAX_PIXELS = 256  # larger output planes give im2col long contiguous rows
 
 
@@ -70,6 +73,9 @@ def choose(g, threads: int | None = None) -> Plan:
     * every group has one output channel (depthwise): ``"direct"``;
     * 3x3, stride 1, undilated, ungrouped, padding <= 2, at least WINOGRAD_MIN_CHANNELS
       input and output channels (ResNet's and VGG's main layers): ``"winograd"``;
+    * input and output channels within SIMD_CHANNELS, in a layer the SIMD loops cover
+      (ResNet-20's 16-channel layers and its stride-2 ones): ``"simd"``, where setup.py
+      built kernels/simd;
     * output planes of at most CHANNELS_LAST_MAX_PIXELS pixels: ``"channels_last"``;
     * otherwise ``"im2col"``.
 
@@ -83,6 +89,9 @@ def choose(g, threads: int | None = None) -> Plan:
         return Plan("direct", shares)
     if winograd.applies(g) and min(c, k) >= WINOGRAD_MIN_CHANNELS:
         return Plan("winograd", shares)
+    low, high = SIMD_CHANNELS
+    if "simd" in STRATEGIES and low <= min(c, k) and max(c, k) <= high and simd.applies(g):
+        return Plan("simd", shares)
     if g.out_height * g.out_width <= CHANNELS_LAST_MAX_PIXELS:
         return Plan("channels_last", shares)
     return Plan("im2col", shares)
