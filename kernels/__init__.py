@@ -14,6 +14,9 @@ contiguous, and only then call :func:`kernel_module` ``(family).some_kernel(...)
 The CPU backend is chosen by ``set_backend(name)``, the context manager
 ``use_backend(name)``, or the environment variable ``TINYGRAD_CNN_BACKEND``.
 Arrays on the GPU always use the ``cupy`` backend.
+
+Two process-wide policies live beside the backends: who owns the cores
+(``blas_threads.py``) and who keeps freed memory (``allocator.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import importlib
 import os
 import threading
 from types import ModuleType
+
+from tinygrad_cnn.kernels.allocator import keep_freed_memory
 
 CPU_BACKENDS = ("reference", "numba", "cython")
 FAMILIES = ("conv", "pool", "batchnorm", "residual", "quantized")
@@ -37,6 +42,7 @@ def _checked(name: str) -> str:
 
 
 _backend = _checked(os.environ.get(ENV_VARIABLE, DEFAULT_BACKEND))
+keep_freed_memory()  # a step's arrays reuse the last step's memory (kernels/allocator.py)
 
 
 class _ThreadBackend(threading.local):
