@@ -3,6 +3,10 @@ under slow, closed and misbehaving pages, pause/resume, and that training is not
 
 The browser itself is tested in test_live_browser.py. Tests that need the ``live`` extra
 (starlette, uvicorn, websockets; httpx for Starlette's TestClient) skip without it.
+
+Longer than 500 lines: one section per part of the view (messages, endpoints, server
+misbehaviour, controls, training undisturbed), sharing one set of fixtures that start a
+server; splitting would copy the fixtures.
 """
 
 import base64

@@ -21,6 +21,10 @@ anything is written. Run "tinygrad-cnn train --help" for every option and its de
 Data-parallel training: "tinygrad-cnn train --processes N" starts "mpirun -n N" on itself
 (--hostfile for several machines); "mpirun -n N tinygrad-cnn train ..." works too.
 --batch-size is per process; rank 0 prints and writes the files.
+
+Longer than 500 lines: every option is parsed, checked and explained here (one place per
+command, so a learner reads what "train" does top to bottom); the work itself is the
+Trainer's and the datasets'.
 """
 
 from __future__ import annotations

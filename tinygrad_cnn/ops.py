@@ -5,6 +5,9 @@ cupy arrays alike (``xp_of``). Binary operations broadcast as numpy does; their
 backward passes "un-broadcast" the incoming gradient by summing over the
 dimensions that broadcasting stretched (a value used many times receives the
 sum of the gradients of its uses).
+
+Longer than 500 lines: one short class per primitive (forward and derivative on one
+screen each, as micrograd); the convolution-family ops are in ``nn.functional``.
 """
 
 from __future__ import annotations

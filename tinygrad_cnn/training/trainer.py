@@ -22,6 +22,10 @@ runs the callbacks that write files and writes checkpoints. ``batch_size`` is pe
 Every process must call ``fit`` and ``evaluate`` (they communicate; ``predict`` does not and
 returns the outputs of all the data on each). In a single process it trains exactly as
 without the option, but for random augmentation (each process draws from its own stream).
+
+Longer than 500 lines: fit/evaluate/predict share the loop's state (history, callbacks,
+distributed sums, checkpoints), which reads best as one class; callbacks, checkpoints,
+the compile watch and plots live in their own files.
 """
 
 from __future__ import annotations
