@@ -10,9 +10,12 @@ import numpy as np
 
 
 def ours(name: str):
-    """tinygrad_cnn's LeNet-5 (``"lenet5"``) or CIFAR ResNet-20 (``"resnet20"``)."""
+    """tinygrad_cnn's LeNet-5 (``"lenet5"``: ReLU; ``"lenet5_tanh"``: the paper's tanh) or
+    CIFAR ResNet-20 (``"resnet20"``)."""
     from tinygrad_cnn import models
 
+    if name == "lenet5_tanh":
+        return models.lenet5(activation="tanh")
     return {"lenet5": models.lenet5, "resnet20": models.resnet20}[name]()
 
 
@@ -21,12 +24,13 @@ def torch_model(name: str):
     import torch
     from torch import nn
 
-    if name == "lenet5":
+    if name in ("lenet5", "lenet5_tanh"):
+        act = nn.Tanh if name == "lenet5_tanh" else nn.ReLU
         return nn.Sequential(
-            nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.AvgPool2d(2),
-            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.AvgPool2d(2),
-            nn.Conv2d(16, 120, 5), nn.ReLU(),
-            nn.Flatten(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
+            nn.Conv2d(1, 6, 5, padding=2), act(), nn.AvgPool2d(2),
+            nn.Conv2d(6, 16, 5), act(), nn.AvgPool2d(2),
+            nn.Conv2d(16, 120, 5), act(),
+            nn.Flatten(), nn.Linear(120, 84), act(), nn.Linear(84, 10),
         )
 
     class ShortcutA(nn.Module):
@@ -92,5 +96,14 @@ def copy_weights(src, dst) -> int:
     return copied
 
 
-INPUT_SHAPES = {"lenet5": (1, 28, 28), "resnet20": (3, 32, 32)}
+INPUT_SHAPES = {"lenet5": (1, 28, 28), "lenet5_tanh": (1, 28, 28), "resnet20": (3, 32, 32)}
+
+
+def step_flops(name: str, batch: int) -> float:
+    """Floating-point operations of one training step: the forward's (``tinygrad_cnn.summary``:
+    convolutions, dense layers, batch norm, pooling, with their biases) times 3 (the backward
+    computes two products of the forward's size, one for the inputs, one for the weights)."""
+    from tinygrad_cnn.summary import summary
+
+    return 3.0 * batch * summary(ours(name), INPUT_SHAPES[name], print_summary=False).total_flops
 

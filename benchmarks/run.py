@@ -19,7 +19,7 @@ Sections (printed as tables, written to benchmarks/out/results.json and results.
   shapes: the "reference loops" that compiled kernels replace.
 * ``first_call``: a fresh subprocess times ``import`` + its first ``conv2d`` with an empty
   ``NUMBA_CACHE_DIR`` (cold: compiles) and again with that now-filled cache (warm).
-* ``training``: whole SGD steps (forward, cross-entropy, backward, update) of LeNet-5
+* ``training``: whole SGD steps (forward, cross-entropy, backward, update) of LeNet-5 (ReLU and tanh)
   (batch 64) and ResNet-20 (batch 32, 128) against the same PyTorch models, plus peak memory
   measured in separate subprocesses (see :func:`memory_probe`).
 
@@ -28,6 +28,9 @@ Where a GPU is, ``ops`` and ``training`` race two more contestants in the same r
 each waiting for the GPU at the end of every call (``benchmarks/gpu.py``); their tables
 appear only then. ``--gpu`` keeps the ops that a GPU check needs (ResNet-20's convolutions,
 pooling, batch norm, add+ReLU) quick.
+
+Longer than 500 lines: the one command runs every section and writes one report, so the
+timing harness, each section and the markdown writer sit together in the order they run.
 """
 
 from __future__ import annotations
@@ -51,8 +54,14 @@ THREADS = int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1))
 
 
 # ----------------------------------------------------------------------------- timing
-def race(contestants: dict[str, Callable[[], object]], rounds: int, warmup: int = 2) -> dict[str, dict]:
+def race(contestants: dict[str, Callable[[], object]], rounds: int, warmup: int = 2,
+         settle_s: float = 0.03) -> dict[str, dict]:
     """Time each contestant ``rounds`` times, round-robin, after ``warmup`` untimed calls each.
+    In every round each contestant first repeats its call untimed for ``settle_s`` seconds (at
+    least once), then makes the timed call: a framework's OpenMP threads spin after its call
+    (PyTorch's and the Cython backend's, ~20 ms measured here) and its data fill the caches,
+    so a call right after another framework's ran up to 2x slower than the same call after
+    its own (RESULTS.md, "Method"). Timed after its own calls, each runs as in a training loop.
     Returns {name: {"median": s, "min": s}}."""
     for fn in contestants.values():
         for _ in range(warmup):
@@ -60,6 +69,11 @@ def race(contestants: dict[str, Callable[[], object]], rounds: int, warmup: int 
     times: dict[str, list[float]] = {name: [] for name in contestants}
     for _ in range(rounds):
         for name, fn in contestants.items():
+            settled = time.perf_counter() + settle_s
+            while True:
+                fn()
+                if settle_s <= 0 or time.perf_counter() >= settled:
+                    break
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
@@ -290,7 +304,8 @@ def bench_ops(rounds: int, reference: bool, only: str | None = None, loops: bool
                 if full > 5.0:
                     fwd, fwdbwd, _ = _ours_op(kind, x_shape, options, batch=1)
                     scale = float(x_shape[0])
-                ref = race({"reference fwd": fwd, "reference fwd+bwd": fwdbwd}, max(2, rounds // 4), warmup=1)
+                ref = race({"reference fwd": fwd, "reference fwd+bwd": fwdbwd}, max(2, rounds // 4), warmup=1,
+                           settle_s=0)
             for key, value in ref.items():
                 row[key] = {k: v * scale for k, v in value.items()}
             row["reference extrapolated"] = scale != 1.0
@@ -323,8 +338,8 @@ from tinygrad_cnn.kernels import set_backend
 from tinygrad_cnn.tensor import Tensor
 set_backend("numba")
 t1 = time.perf_counter()
-x = Tensor(np.ones((8, 16, 32, 32), np.float32), requires_grad=True)
-w = Tensor(np.ones((16, 16, 3, 3), np.float32), requires_grad=True)
+x = Tensor(np.ones((8, 32, 16, 16), np.float32), requires_grad=True)  # a Winograd layer (Numba-compiled)
+w = Tensor(np.ones((32, 32, 3, 3), np.float32), requires_grad=True)
 F.conv2d(x, w, None, 1, 1).sum().backward()
 t2 = time.perf_counter()
 print(t1 - t0, t2 - t1)
@@ -333,7 +348,11 @@ print(t1 - t0, t2 - t1)
 
 def bench_first_call() -> dict:
     """Import time and first conv2d forward+backward time in a fresh process, with the Numba
-    cache empty (cold) and then filled by that first run (warm)."""
+    cache empty (cold) and then filled by that first run (warm); then the first
+    ``tinygrad-cnn train`` (the default main job: LeNet-5 on the bundled digits) with an empty
+    cache, wall time of the whole command, and again warm, and the main job's training
+    seconds (as it prints them) on each CPU backend."""
+    import re
     import shutil
     import tempfile
 
@@ -347,6 +366,24 @@ def bench_first_call() -> dict:
         result[label] = {"import_s": imported, "first_conv2d_fwd_bwd_s": first}
         print(f"first call ({label} cache): import {imported:.2f} s, first conv2d fwd+bwd {first:.2f} s",
               flush=True)
+    shutil.rmtree(cache_dir, ignore_errors=True)
+
+    cache_dir = tempfile.mkdtemp(prefix="numba_cache_train_")
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    result["train"] = {}
+    runs = [("numba cold", "numba"), ("numba warm", "numba"), ("cython", "cython"),
+            ("reference", "reference")]
+    for label, backend in runs:
+        if backend == "cython" and not _have_cython():
+            continue
+        with tempfile.TemporaryDirectory() as output:
+            start = time.perf_counter()
+            out = subprocess.run([sys.executable, "-m", "tinygrad_cnn", "train", "--backend", backend,
+                                  "--output", output], env=env, capture_output=True, text=True, check=True)
+            wall = time.perf_counter() - start
+        training = float(re.search(r"\(([0-9.]+) s training\)", out.stdout).group(1))
+        result["train"][label] = {"wall_s": wall, "training_s": training}
+        print(f"tinygrad-cnn train ({label}): {wall:.1f} s wall, {training:.1f} s training", flush=True)
     shutil.rmtree(cache_dir, ignore_errors=True)
     return result
 
@@ -400,7 +437,32 @@ def _torch_step(model_name: str, batch: int, copy_from=None, device: str = "cpu"
     return step
 
 
-TRAINING_CASES = [("lenet5", 64), ("resnet20", 32), ("resnet20", 128)]
+TRAINING_CASES = [("lenet5", 64), ("lenet5_tanh", 64), ("resnet20", 32), ("resnet20", 128)]
+
+
+def peak_gflops(size: int = 2048, rounds: int = 5) -> float:
+    """The machine's attainable float32 rate: the best of ``rounds`` size x size SGEMMs, on
+    numpy's BLAS and on PyTorch's (where installed), each with THREADS threads. A training
+    step's GFLOP/s divided by this is the fraction of the peak it reaches."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((size, size)).astype(np.float32) for _ in range(2))
+    products = [lambda: a @ b]
+    if _have_torch():
+        import torch
+
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        products.append(lambda: ta @ tb)
+    best = float("inf")
+    with threadpool_limits(THREADS, user_api="blas"):
+        for product in products:
+            product()
+            for _ in range(rounds):
+                start = time.perf_counter()
+                product()
+                best = min(best, time.perf_counter() - start)
+    return 2.0 * size**3 / best / 1e9
 
 MEMORY_PROBE = r"""
 import resource, sys, time, tracemalloc
@@ -467,6 +529,7 @@ def bench_training(rounds: int, memory: bool) -> list[dict]:
     from tinygrad_cnn.kernels import use_backend
 
     from benchmarks import gpu
+    from benchmarks.models import step_flops
 
     rows = []
     for model_name, batch in TRAINING_CASES:
@@ -482,7 +545,7 @@ def bench_training(rounds: int, memory: bool) -> list[dict]:
                         else _torch_step(model_name, batch, copy_from=model, device="cuda"))
                 contest[label] = gpu.synced(step, sync)
             result = race(contest, rounds)
-        row = {"model": model_name, "batch": batch, **result}
+        row = {"model": model_name, "batch": batch, "flops": step_flops(model_name, batch), **result}
         if memory:
             row["memory"] = {"numba": memory_probe("numba", model_name, batch)}
             if _have_torch():
@@ -494,7 +557,7 @@ def bench_training(rounds: int, memory: bool) -> list[dict]:
                        if label in row)
         torch_ms = row.get("torch", {}).get("median", float("nan")) * 1e3
         print(f"train step {model_name} b{batch}: numba {row['numba']['median'] * 1e3:.1f} ms, {cython}torch "
-              f"{torch_ms:.1f} ms, ratio {ratio}{gpus}", flush=True)
+              f"{torch_ms:.1f} ms, ratio {ratio}{gpus}, {row['flops'] / 1e9:.2f} GFLOP a step", flush=True)
     return rows
 
 
@@ -568,6 +631,8 @@ def markdown(results: dict) -> str:
             cy = row.get("cython fwd+bwd", {}).get("median")
             cells += [ms(row, "cython fwd"), ms(row, "cython fwd+bwd"), f"{cy / nb:.2f}" if cy else "-"]
         lines.append("| " + " | ".join(cells) + " |")
+    if not results.get("ops"):
+        lines = []
     looped = [row for row in results.get("ops", []) if "loops fwd" in row]
     if looped:
         lines += ["", "| op | definition loops fwd s (plain Python) | numba fwd ms | loops/numba (fwd) |",
@@ -578,9 +643,14 @@ def markdown(results: dict) -> str:
             lines.append(f"| {row['op']} | {seconds:.1f}{scaled} | {ms(row, 'numba fwd')} | "
                          f"{seconds / row['numba fwd']['median']:,.0f}x |")
     if results.get("training"):
+        peak = results.get("peak_gflops")
+        if peak:
+            lines += ["", f"Peak: {peak:.0f} GFLOP/s (best {THREADS}-thread 2048x2048 SGEMM, numpy's or "
+                      "PyTorch's BLAS); a step's rate is its FLOPs (3x the forward's) over its median time."]
         lines += ["", "| training step | numba ms | torch ms | numba/torch | numba/torch (min) | "
-                  "numba step RSS MB | torch step RSS MB | numba tracemalloc MB |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                  "numba % of peak | torch % of peak | numba step RSS MB | torch step RSS MB | "
+                  "numba tracemalloc MB |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         if any("cython" in row for row in results["training"]):
             lines[-2] += " cython ms |"
             lines[-1] += "---:|"
@@ -588,10 +658,15 @@ def markdown(results: dict) -> str:
             mem = row.get("memory", {})
             nb_mem, th_mem = mem.get("numba", {}), mem.get("torch", {})
             th = row.get("torch", {}).get("median")
+
+            def percent(seconds, flops=row["flops"]):
+                return f"{100 * flops / seconds / 1e9 / peak:.1f}" if peak and seconds else "-"
+
             lines.append(
                 f"| {row['model']} b{row['batch']} | {row['numba']['median'] * 1e3:.1f} | "
                 f"{th * 1e3:.1f} | {row['numba']['median'] / th:.2f} | "
                 f"{row['numba']['min'] / row['torch']['min']:.2f} | "
+                f"{percent(row['numba']['median'])} | {percent(th)} | "
                 f"{nb_mem.get('step_rss_mb', float('nan')):.0f} | "
                 f"{th_mem.get('step_rss_mb', float('nan')):.0f} | "
                 f"{(nb_mem.get('tracemalloc_peak_mb') or float('nan')):.0f} |"
@@ -603,6 +678,11 @@ def markdown(results: dict) -> str:
         for label in ("cold", "warm"):
             lines.append(f"| {label} Numba cache | {fc[label]['import_s']:.2f} | "
                          f"{fc[label]['first_conv2d_fwd_bwd_s']:.2f} |")
+        if fc.get("train"):
+            lines += ["", "| `tinygrad-cnn train` (LeNet-5, bundled digits, 10 epochs) | wall s | "
+                      "training s |", "|---|---:|---:|"]
+            for label, row in fc["train"].items():
+                lines.append(f"| {label} | {row['wall_s']:.1f} | {row['training_s']:.1f} |")
     lines += gpu.markdown(results)
     return "\n".join(lines) + "\n"
 
@@ -628,6 +708,8 @@ def main(argv: list[str] | None = None) -> dict:
     # other processes on the machine make timings noisy: the load average says how much
     results: dict = {"machine": machine(), "rounds": rounds, "load_average_start": os.getloadavg()}
     print(json.dumps(results["machine"]), flush=True)
+    results["peak_gflops"] = peak_gflops()
+    print(f"peak: {results['peak_gflops']:.1f} GFLOP/s ({THREADS}-thread SGEMM)", flush=True)
     if "first_call" not in args.skip:
         results["first_call"] = bench_first_call()
     if "ops" not in args.skip:
