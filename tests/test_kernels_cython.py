@@ -76,6 +76,22 @@ def test_large_arrays_use_the_parallel_path(dtype):
                                   reference("residual").add_relu_forward(x, x[::-1].copy()))
 
 
+def test_conv_strategy_rule():
+    """The SIMD loops up to 64 channels where they cover the layer (setup.py built them), im2col
+    + GEMM per image beyond, whole-batch GEMMs with fewer images than threads."""
+    def rule(x_shape, k, threads=2):
+        g = ConvGeometry(x_shape, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), out_channels=k)
+        return cy_conv.choose(g, threads)
+
+    gemm = "im2col" if cy_conv.HAVE_BLAS else "whole_batch"
+    simd = "simd" if "simd" in cy_conv.STRATEGIES else gemm
+    assert rule((8, 16, 32, 32), 16) == simd  # ResNet-20's layers
+    assert rule((8, 64, 8, 8), 64) == simd
+    assert rule((8, 64, 16, 16), 128) == gemm  # 128 > 64 channels: the GEMMs are faster
+    assert rule((8, 128, 16, 16), 128) == gemm
+    assert rule((1, 128, 16, 16), 128) == "whole_batch"  # fewer images than threads
+
+
 # --- backend selection --------------------------------------------------------------------------
 
 def test_set_backend_cython_uses_these_kernels():

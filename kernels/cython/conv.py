@@ -3,7 +3,8 @@
 Three strategies (:func:`choose` picks one; the Function of ``nn.functional`` records the
 choice at forward and passes it back at backward): ``"simd"``, the direct loops with the
 output in vector registers of ``kernels/simd`` (shared with the Numba backend), for the
-float32 layers they cover; and two im2col + GEMM ones:
+float32 layers they cover with up to 64 channels (more, and the GEMMs win); and two
+im2col + GEMM ones:
 
 * ``"im2col"`` (SciPy's BLAS available and N >= threads, the training case): the compiled
   kernels in _conv.pyx split the batch over the OpenMP threads; each thread builds the
@@ -46,10 +47,11 @@ STRATEGIES = ("im2col", "whole_batch") + (("simd",) if simd.available() else ())
 
 def choose(g, threads: int | None = None) -> str:
     """``"simd"`` (the direct SIMD loops of kernels/simd, shared with the Numba backend) for
-    the layers they cover; else ``"im2col"`` when every thread gets at least one image (and
-    SciPy's BLAS is there), else ``"whole_batch"``."""
+    the layers they cover with at most ``simd.MAX_CHANNELS`` input and output channels; else
+    ``"im2col"`` when every thread gets at least one image (and SciPy's BLAS is there), else
+    ``"whole_batch"``."""
     threads = MAX_THREADS if threads is None else threads
-    if simd.applies(g):
+    if simd.applies(g) and max(g.input_shape[1], g.out_channels) <= simd.MAX_CHANNELS:
         return "simd"
     return "im2col" if HAVE_BLAS and g.input_shape[0] >= threads else "whole_batch"
 

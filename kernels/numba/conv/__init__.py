@@ -1,4 +1,4 @@
-"""2-D convolution compiled with Numba: four strategies and the rule that picks one.
+"""2-D convolution on the Numba backend: five strategies and the rule that picks one.
 
 Same functions as ``kernels/reference/conv.py`` (docs/ARCHITECTURE.md), on a checked
 ``ConvGeometry`` ``g``: x (N, C, H, W), weight (K, C/groups, KH, KW), y (N, K, OH, OW),
@@ -45,7 +45,7 @@ if simd.simd.available():  # the ahead-of-time SIMD loops, where setup.py could 
     STRATEGIES["simd"] = simd
 
 WINOGRAD_MIN_CHANNELS = 32      # below this, F(2x2, 3x3)'s 16 small GEMMs lose to channels-last
-SIMD_CHANNELS = (16, 64)        # "simd" wins on 16-64 channels; LeNet's 1 and 6 and 128+ lose
+SIMD_CHANNELS = (16, simd.simd.MAX_CHANNELS)  # "simd" wins on 16-64 channels; LeNet's 1 and 6 lose
 CHANNELS_LAST_MAX_PIXELS = 256  # larger output planes give im2col long contiguous rows
 
 
