@@ -14,7 +14,7 @@ It shows progress bars and writes to --output (default runs/<model>-<dataset>):
 checkpoint.npz (the atomic checkpoint of the latest epoch), history.csv (training and
 validation metrics per epoch), scores.csv (the final model on the validation and test
 images) and training_curves.png. The first run compiles the Numba kernels for this machine
-(typically 30 s to a minute, once). Bad input (an unknown model, a missing or corrupt dataset
+(typically 10-20 s, once). Bad input (an unknown model, a missing or corrupt dataset
 file, a checkpoint of another model) ends with one line on stderr and exit code 2, before
 anything is written. Run "tinygrad-cnn train --help" for every option and its default.
 
