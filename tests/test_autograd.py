@@ -221,3 +221,20 @@ def test_relu_passes_the_gradient_of_a_nan_as_pytorch_and_leaky_relu_scales_it()
     x.zero_grad()
     x.leaky_relu(0.1).sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), [0.1, 0.1, 1.0])  # torch's leaky_relu
+
+
+def test_gradients_at_edge_points_are_pytorchs():
+    """x ** 0 has slope 0 also at x = 0 (not 0 * 0 ** -1 = NaN); the max of a slice holding
+    a NaN is that NaN, and its gradient goes there (not 0 / 0 everywhere)."""
+    x = Tensor(np.array([0.0, 2.0]), requires_grad=True)
+    (x**0).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0.0, 0.0])
+    x = Tensor(np.array([0.0, 2.0]), requires_grad=True)
+    (x**2).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0.0, 4.0])
+    x = Tensor(np.array([1.0, np.nan, 2.0]), requires_grad=True)
+    x.max().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0.0, 1.0, 0.0])
+    x = Tensor(np.array([[1.0, 3.0], [np.nan, 0.0]]), requires_grad=True)
+    x.amin(1).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [[1.0, 0.0], [1.0, 0.0]])

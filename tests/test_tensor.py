@@ -239,3 +239,53 @@ def test_max_and_min_with_a_tensor_are_elementwise_and_where_is_a_method():
     a, b = Tensor([1.0, 5.0, 3.0]), Tensor([4.0, 2.0, 3.0])
     assert a.max(b).tolist() == [4.0, 5.0, 3.0] and a.min(b).tolist() == [1.0, 2.0, 3.0]
     assert a.where(a > 2, b).tolist() == [4.0, 5.0, 3.0]
+
+
+# --- Python's protocols and dtype casts, as PyTorch's (found by a stranger's try) ------------
+
+def test_dtype_casts_are_differentiable_and_a_no_op_cast_is_the_tensor():
+    w = Tensor(np.array([1.0, 2.0], np.float32), requires_grad=True)
+    assert w.float() is w and w.to(np.float32) is w
+    (w * 2 + w.float()).sum().backward()  # the cast did not cut the graph: 2 + 1 per element
+    np.testing.assert_array_equal(w.grad.numpy(), [3.0, 3.0])
+    v = Tensor(np.array([1.0, 2.0], np.float32), requires_grad=True)
+    wide = v.double() * 3
+    assert wide.dtype == np.float64 and wide.requires_grad and (v * 2).to(tc.float64).requires_grad
+    wide.sum().backward()
+    assert v.grad.dtype == np.float32  # the gradient comes back in the leaf's dtype
+    np.testing.assert_array_equal(v.grad.numpy(), [3.0, 3.0])
+    labels = v.long()  # to an integer dtype: data outside the graph
+    assert labels.dtype == np.int64 and not labels.requires_grad
+
+
+def test_truth_value_numbers_format_and_iteration():
+    assert not bool(Tensor([0.0])) and bool(Tensor(0.5)) and bool(Tensor([[2.0]]) > 1)
+    assert ("small" if Tensor([0.5]) < 0.1 else "large") == "large"
+    with pytest.raises(ValueError, match="2 elements .* ambiguous"):
+        bool(Tensor([-1.0, -2.0]) > 0)
+    assert float(Tensor(2.5)) == 2.5 and int(Tensor([3.7])) == 3 and f"{Tensor(0.12345):.2f}" == "0.12"
+    with pytest.raises(TypeError, match="one element"):
+        float(Tensor([1.0, 2.0]))
+    np.testing.assert_array_equal(abs(Tensor([-1.0, 2.0])).numpy(), [1.0, 2.0])
+    rows = list(Tensor([[1.0, 2.0], [3.0, 4.0]]))
+    assert len(rows) == 2 and rows[1].tolist() == [3.0, 4.0]
+    with pytest.raises(TypeError, match="0-d"):
+        list(Tensor(1.0))
+
+
+@pytest.mark.parametrize("data", [None, [1.0, None], ["1", "2"], [[1.0], [1.0, 2.0]]])
+def test_data_that_is_not_numbers_is_refused(data):
+    with pytest.raises(TypeError, match="cannot make a Tensor"):
+        Tensor(data)
+    with pytest.raises(TypeError, match="cannot make a Tensor"):
+        Tensor([1.0, 2.0]) * data  # numpy would have made None a NaN
+
+
+def test_numpy_sees_a_tensors_data():
+    t = Tensor([[1.0, -2.0]], requires_grad=True)
+    array = np.asarray(t)
+    assert array.dtype == np.float32 and array.tolist() == [[1.0, -2.0]]
+    np.testing.assert_array_equal(np.abs(t), [[1.0, 2.0]])
+    assert np.asarray(t, dtype=np.float64).dtype == np.float64
+    total = np.ones(2, np.float32) + t  # numpy still defers its operators to the Tensor
+    assert isinstance(total, Tensor) and total.requires_grad

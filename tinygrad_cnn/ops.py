@@ -85,7 +85,8 @@ class Div(Function):
 
 
 class Pow(Function):
-    """z = x ** y;  dz/dx = y x^(y-1), dz/dy = x^y ln x (defined for x > 0)."""
+    """z = x ** y;  dz/dx = y x^(y-1) (0 where y = 0, also at x = 0), dz/dy = x^y ln x
+    (defined for x > 0)."""
 
     def forward(self, x, y):
         self.x, self.y = x, y
@@ -96,7 +97,9 @@ class Pow(Function):
         xp = xp_of(g)
         gx = gy = None
         if self.needs_input_grad[0]:
-            gx = unbroadcast(g * self.y * self.x ** (self.y - 1), self.x.shape)
+            with np.errstate(divide="ignore", invalid="ignore"):  # 0 ** -1 where y = 0, masked
+                slope = xp.where(self.y == 0, 0, self.y * self.x ** (self.y - 1))  # x^0: slope 0
+            gx = unbroadcast(g * slope.astype(g.dtype, copy=False), self.x.shape)
         if self.needs_input_grad[1]:
             with np.errstate(divide="ignore", invalid="ignore"):
                 log_x = xp.where(self.x > 0, xp.log(xp.where(self.x > 0, self.x, 1)), 0)
@@ -343,12 +346,14 @@ class Sum(Function):
 
 class Max(Function):
     """z = max (or min) over ``axes``; the gradient is shared equally by the
-    elements that attain it (PyTorch's ``amax`` convention)."""
+    elements that attain it (PyTorch's ``amax`` convention); a NaN is the extreme of its
+    slice (numpy's and PyTorch's max), so the NaNs share that gradient."""
 
     def forward(self, x, axes=(), keepdim=False, minimum=False):
         self.shape, self.axes, self.keepdim = x.shape, axes, keepdim
         z = (x.min if minimum else x.max)(axis=axes, keepdims=True)
-        self.is_extreme = x == z
+        xp = xp_of(x)
+        self.is_extreme = (x == z) | (xp.isnan(x) & xp.isnan(z))
         return z if keepdim else z.squeeze(axis=axes)
 
     def backward(self, g):
@@ -406,6 +411,18 @@ class Permute(Function):
 
     def backward(self, g):
         return g.transpose(np.argsort(self.order))
+
+
+class Cast(Function):
+    """z = x in another float dtype (the same values, rounded to float32 or widened);
+    dz/dx = 1, the gradient cast back to x's dtype."""
+
+    def forward(self, x, dtype=None):
+        self.dtype = x.dtype
+        return x.astype(dtype)
+
+    def backward(self, g):
+        return g.astype(self.dtype)
 
 
 class Contiguous(Function):

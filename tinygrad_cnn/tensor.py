@@ -93,7 +93,14 @@ class Tensor:
                 raise TypeError(f"cannot make a Tensor from an array of dtype {array.dtype}")
         else:
             try:
-                array = np.asarray(data, dtype=float32 if dtype is None else as_dtype(dtype))
+                # first without a dtype: numpy would turn None into NaN (and a list holding None
+                # into NaNs) when told float32; an object or string array is not numbers
+                raw = np.asarray(data)
+                if raw.dtype.kind in "OUSV":
+                    raise TypeError(f"{data!r:.80} holds values that are not numbers")
+                if raw.dtype.kind == "c":
+                    raise TypeError("tensors are real, this data is complex")
+                array = raw.astype(float32 if dtype is None else as_dtype(dtype), copy=False)
             except (TypeError, ValueError) as error:
                 raise TypeError(f"cannot make a Tensor from {type(data).__name__}: {error}") from None
             array = move_array(array, device)
@@ -169,10 +176,46 @@ class Tensor:
             raise TypeError("len() of a 0-d tensor")
         return self.shape[0]
 
+    def __iter__(self):
+        """The sub-tensors along dim 0, as ``torch.Tensor``; a 0-d tensor is not iterable."""
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.shape[0]))
+
+    def __bool__(self) -> bool:
+        """The truth of a one-element tensor (``if loss < 0.1:``); with more elements it is
+        ambiguous, an error (as PyTorch's and numpy's) instead of Python's len() fallback."""
+        if self.data.size != 1:
+            raise ValueError(f"the truth value of a tensor with {self.data.size} elements (shape "
+                             f"{self.shape}) is ambiguous: reduce it first, e.g. (t > 0).sum() > 0")
+        return bool(self.item())
+
+    def __float__(self) -> float:
+        return float(self._one_element("float"))
+
+    def __int__(self) -> int:
+        return int(self._one_element("int"))
+
+    def __format__(self, spec: str) -> str:
+        """``f"{loss:.3f}"`` formats a one-element tensor's value; without a spec, the repr."""
+        return format(self._one_element("format"), spec) if spec else str(self)
+
+    def _one_element(self, what: str):
+        if self.data.size != 1:
+            raise TypeError(f"{what}() of a tensor needs one element, this one has shape {self.shape}")
+        return self.item()
+
     # ---------------------------------------------------------- conversions
     def numpy(self) -> np.ndarray:
         """The data as a numpy array (copied from the GPU if need be; shared on the CPU)."""
         return move_array(self.data, "cpu")
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        """``np.asarray(tensor)`` and numpy functions on a tensor see its data (outside the
+        graph), as with ``torch.Tensor``; numpy would otherwise build an object array of
+        0-d tensors, one per element."""
+        array = self.numpy() if dtype is None else self.numpy().astype(dtype, copy=False)
+        return array.copy() if copy else array
 
     def item(self) -> float | int | bool:
         if self.data.size != 1:
@@ -204,8 +247,15 @@ class Tensor:
         return self.to("cuda")
 
     def type(self, dtype) -> Tensor:
-        """A copy with another dtype (not differentiable, as a dtype cast of data)."""
-        return Tensor._wrap(self.data.astype(as_dtype(dtype)))
+        """This tensor in another dtype, as ``torch.Tensor.type``/``.to(dtype)``: itself when the
+        dtype is already this one; between float32 and float64 a differentiable cast (the
+        gradient is cast back); to an integer or boolean dtype a copy outside the graph."""
+        dtype = as_dtype(dtype)
+        if dtype == self.dtype:
+            return self
+        if dtype in FLOAT_DTYPES and self.dtype in FLOAT_DTYPES:
+            return ops.Cast.apply(self, dtype=dtype)
+        return Tensor._wrap(self.data.astype(dtype))
 
     def float(self) -> Tensor:
         return self.type(float32)
@@ -388,6 +438,7 @@ class Tensor:
     def log(self): return ops.Log.apply(self)  # noqa: E704
     def sqrt(self): return ops.Sqrt.apply(self)  # noqa: E704
     def abs(self): return ops.Abs.apply(self)  # noqa: E704
+    def __abs__(self): return ops.Abs.apply(self)  # noqa: E704
     def tanh(self): return ops.Tanh.apply(self)  # noqa: E704
     def sigmoid(self): return ops.Sigmoid.apply(self)  # noqa: E704
     def relu(self): return ops.LeakyReLU.apply(self, negative_slope=0.0)  # noqa: E704
