@@ -27,6 +27,11 @@ def test_binarize_forward_and_clipped_straight_through_gradient():
     np.testing.assert_array_equal(u.grad.numpy(), [0, 1, 2, 3, 4, 5, 0])  # passes where |u| <= 1
     with pytest.raises(TypeError, match="binarize: input must be a Tensor"):
         nn.binarize(np.ones(3))
+    u = Tensor(np.array([np.nan, -0.0, 2.0]), requires_grad=True)  # NaN stays NaN (torch.sign)
+    b = nn.binarize(u)
+    np.testing.assert_array_equal(b.numpy(), [np.nan, 1, 1])
+    b.backward(np.ones(3))
+    np.testing.assert_array_equal(u.grad.numpy(), [0, 1, 0])
 
 
 def test_binarized_linear_forward_and_gradients_by_hand():

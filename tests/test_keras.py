@@ -315,6 +315,8 @@ def test_losses_are_keras_formulas():
         -(np.log(0.9) + np.log(1 - eps)) / 2)
     with pytest.raises(ValueError, match="unknown loss"):
         losses.get("hinge_loss")
+    with pytest.raises(ValueError, match="one-hot labels need loss='categorical_crossentropy'"):
+        sparse(np.eye(3)[[0, 1]], p)  # one-hot labels given to the sparse loss
 
 
 def test_optimizers_follow_keras_update_rules():

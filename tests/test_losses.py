@@ -231,3 +231,13 @@ def test_losses_of_one_unbatched_sample():
     assert soft == pytest.approx(-(probs * log_p).sum(), rel=1e-12)
     with pytest.raises(ValueError, match="one class index"):
         F.cross_entropy(Tensor(scores), np.array([1]))
+
+
+def test_a_batch_whose_targets_are_all_ignored_has_a_nan_loss_and_zero_gradients():
+    """PyTorch's convention: the mean over no targets is NaN, and nothing flows back (a
+    segmentation crop of only ignored pixels must not fill the weights with NaN)."""
+    logits = Tensor(np.random.default_rng(0).standard_normal((5, 3)), requires_grad=True)
+    loss = F.cross_entropy(logits, np.full(5, -100))
+    loss.backward()
+    assert np.isnan(loss.item())
+    np.testing.assert_array_equal(logits.grad.numpy(), np.zeros((5, 3)))

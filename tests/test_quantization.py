@@ -224,6 +224,11 @@ def test_integer_model_argument_errors():
         Q.quantize(small_cnn(), [])
     with pytest.raises(ValueError, match="non-empty numeric"):
         Q.quantize(small_cnn(), [np.zeros(3)])
+    damaged = rng_images(8)
+    damaged[3, 0, 5, 5] = np.nan
+    with pytest.raises(ValueError, match=r"batch 0 holds a value that is not finite \(nan at index "
+                                         r"\(3, 0, 5, 5\)\)"):
+        Q.quantize(small_cnn(), damaged)
     with pytest.raises(RuntimeError, match="seen no data"):
         Q.convert(Q.prepare(small_cnn(), rng_images(2)))
     with pytest.raises(ValueError, match="percentile must be a number"):

@@ -69,6 +69,10 @@ class SparseCategoricalCrossentropy(Loss):
         labels = y_true.numpy() if isinstance(y_true, Tensor) else np.asarray(y_true)
         if labels.ndim == y_pred.ndim and labels.shape[-1] == 1:
             labels = labels[..., 0]
+        if labels.shape == tuple(y_pred.shape) and y_pred.shape[-1] > 1:
+            raise ValueError(f"sparse_categorical_crossentropy: labels must be class indices (N, ...), got "
+                             f"labels of the predictions' shape {labels.shape} (one-hot labels need "
+                             "loss='categorical_crossentropy')")
         if labels.dtype.kind == "f":
             if not np.all(labels == np.round(labels)):
                 raise ValueError("sparse_categorical_crossentropy: labels must be class indices, got "

@@ -42,19 +42,22 @@ __all__ = ["binarize", "BinarizedConv2d", "BinarizedLinear", "packed_weight", "b
 
 
 class SignSTE(Function):
-    """b = sign(u) in {-1, +1} (+1 at 0); dL/du = dL/db where |u| <= 1, else 0."""
+    """b = sign(u) in {-1, +1} (+1 at 0; a NaN stays NaN, as torch.sign, instead of
+    passing for -1); dL/du = dL/db where |u| <= 1, else 0."""
 
     def forward(self, u):
         xp = xp_of(u)
         self.inside = xp.abs(u) <= 1
-        return xp.where(u >= 0, 1, -1).astype(u.dtype)
+        signs = xp.where(u >= 0, 1, -1).astype(u.dtype)
+        return xp.where(xp.isnan(u), u, signs)
 
     def backward(self, g):
         return g * self.inside
 
 
 def binarize(u: Tensor) -> Tensor:
-    """sign(u) as +-1 (+1 at 0), with the straight-through estimator clipped at |u| <= 1."""
+    """sign(u) as +-1 (+1 at 0, NaN kept), with the straight-through estimator clipped at
+    |u| <= 1."""
     return SignSTE.apply(check_tensor("binarize", "input", u))
 
 

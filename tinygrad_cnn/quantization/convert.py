@@ -54,11 +54,16 @@ def as_batches(data) -> list[np.ndarray]:
         raise TypeError(f"quantize: calibration_batches must be an array, a Tensor or an iterable of "
                         f"batches, got {type(data).__name__}")
     batches = []
-    for item in items:
+    for number, item in enumerate(items):
         array = item.numpy() if isinstance(item, Tensor) else np.asarray(item)
         if array.ndim < 2 or array.shape[0] == 0 or array.dtype.kind not in "fiu":
             raise ValueError(f"quantize: every calibration batch must be a non-empty numeric array (N, ...), "
                              f"got shape {array.shape} and dtype {array.dtype}")
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            bad = np.argwhere(~np.isfinite(array))[0]
+            raise ValueError(f"quantize: calibration batch {number} holds a value that is not finite "
+                             f"({array[tuple(bad)]} at index {tuple(int(i) for i in bad)}): a range "
+                             "cannot be calibrated from NaN or inf")
         batches.append(np.ascontiguousarray(array, dtype=np.float32))
     if not batches:
         raise ValueError("quantize: no calibration batches were given")

@@ -45,9 +45,12 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
 
 
 def _divide(total: Tensor, count: float) -> Tensor:
-    """total / count, NaN (no warning) when nothing was counted, as PyTorch's empty mean."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return total / count
+    """total / count; NaN when nothing was counted (every target ignored), as PyTorch's
+    empty mean, with a zero gradient (as PyTorch's), so such a batch leaves the weights
+    as they were instead of filling them with NaN."""
+    if count == 0:
+        return total * 0.0 + float("nan")
+    return total / count
 
 
 def _check_weight(fn: str, scores: Tensor, weight) -> np.ndarray | None:
