@@ -59,6 +59,7 @@ def test_help_shows_defaults_in_plain_text(capsys):
     assert main(["--help"]) == 0
     top = capsys.readouterr().out
     assert "``" not in top and "--val-split" in top and "first run compiles the Numba kernels" in top
+    assert "Longer than 500 lines" not in top  # a note for the file's readers, not for the command's
     assert main(["train", "--help"]) == 0
     text = capsys.readouterr().out.split("options:", 1)[1]
     entries = {" ".join(entry.split()[:2]): " ".join(entry.split()) for entry in text.split("\n  -")}
@@ -123,7 +124,18 @@ def test_bad_input_one_line_nonzero_and_nothing_overwritten(trained, tmp_path, c
     assert "holds a lenet5 model, not resnet20" in one_error_line(capsys)
     assert main(["train", "--model", "resnet20", "--dataset", "shapes", "--resume", str(checkpoint),
                  "--output", str(out)]) == 2
-    assert "does not fit" in one_error_line(capsys)
+    assert "holds a lenet5 run, not --model resnet20" in one_error_line(capsys)
+    assert main(["train", "--dataset", "shapes", "--resume", str(checkpoint), "--output", str(out)]) == 2
+    assert "holds a digits run, not --dataset shapes" in one_error_line(capsys)
+    # the checkpoint's seed drew its splits: another one would score (or train on) the other splits
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--seed", "1"]) == 2
+    assert "trained with --seed 0" in one_error_line(capsys)
+    assert main(["train", "--resume", str(checkpoint), "--seed", "1", "--epochs", "3", "--output",
+                 str(out)]) == 2
+    assert "trained with --seed 0" in one_error_line(capsys)
+    assert main(["train", "--resume", str(checkpoint), "--val-split", "0.2", "--epochs", "3", "--output",
+                 str(out)]) == 2
+    assert "trained with --val-split 0.1" in one_error_line(capsys)
     assert main(["evaluate", "--checkpoint", str(tmp_path / "missing.npz")]) == 2
     assert "no checkpoint" in one_error_line(capsys)
     assert main(["train", "--epochs", "0"]) == 2
@@ -145,8 +157,33 @@ def test_resume_continues_the_run(trained, tmp_path, capsys):
     code = main(["train", "--epochs", "3", "--limit", "400", "--no-progress", "--resume",
                  str(out / "checkpoint.npz"), "--output", str(target)])
     assert code == 0
-    assert "test accuracy" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "test accuracy" in text
     assert len((target / "history.csv").read_text().splitlines()) == 2  # only the new epoch 3
+    # the 2-epoch run's cosine schedule had reached lr 0; resumed to 3 epochs it ends at epoch 3
+    rate = float(text.split("resuming after epoch 2 of 3: the cosine learning-rate schedule ends at epoch 3, "
+                            "lr now ")[1].split()[0])
+    assert rate == pytest.approx(3e-3 * (1 + np.cos(np.pi * 2 / 3)) / 2, rel=1e-3)
+
+
+def test_early_stopping_keeps_the_scored_weights_in_the_checkpoint(tmp_path, capsys):
+    """--patience 1 stops after one epoch without improvement (at lr 1e-9 nothing improves
+    after the first), keeps the best epoch's weights, says so, and the checkpoint holds them:
+    evaluate gives the test score the run printed."""
+    import csv
+
+    out = tmp_path / "stopped"
+    assert main(["train", "--epochs", "6", "--limit", "300", "--val-split", "0.2", "--patience", "1",
+                 "--lr", "1e-9", "--no-progress", "--seed", "3", "--output", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "stopped early after epoch 2: val_accuracy did not improve for 1 epoch; kept the weights " \
+           "of epoch 1" in text
+    assert len((out / "history.csv").read_text().splitlines()) == 3  # header + epochs 1 and 2
+    scores = {row["split"]: row for row in csv.DictReader(open(out / "scores.csv"))}
+    assert main(["evaluate", "--checkpoint", str(out / "checkpoint.npz")]) == 0  # takes --seed 3 itself
+    shown = capsys.readouterr().out
+    assert float(shown.split("accuracy ")[1].split()[0]) == pytest.approx(
+        float(scores["test"]["accuracy"]), abs=1e-4)
 
 
 @pytest.mark.skipif(not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file(),

@@ -203,8 +203,15 @@ def test_random_split_is_a_partition():
     a, b = random_split(ds, [15, 5], seed=1)
     got = sorted(np.concatenate([a.get_batch(np.arange(15))[0], b.get_batch(np.arange(5))[0]]))
     assert got == list(range(20))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"lengths \[10, 5\] do not add up to 20"):
         random_split(ds, [10, 5])
+    # fractions, as PyTorch: floor of each share, the remainder dealt one by one in order
+    assert [len(s) for s in random_split(TensorDataset(np.arange(1438)), [0.8, 0.2])] == [1151, 287]
+    assert [len(s) for s in random_split(ds, [0.5, 0.25, 0.25])] == [10, 5, 5]
+    with pytest.raises(ValueError, match="neither counts adding up to 20 nor fractions adding up to 1"):
+        random_split(ds, [0.5, 0.2])
+    with pytest.raises(TypeError, match="counts or fractions"):
+        random_split(ds, ["15", "5"])
 
 
 # ------------------------------------------------------------ transforms

@@ -37,6 +37,15 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["ckpt.npz"]  # no temporary file left behind
 
 
+def test_save_wants_a_state_dict(tmp_path):
+    model = nn.Linear(2, 3)
+    with pytest.raises(TypeError, match=r"got Linear \(save model.state_dict\(\), not the model\)"):
+        tc.save(model, tmp_path / "model.npz")
+    with pytest.raises(TypeError, match="expected a state dict .* got list"):
+        tc.save([1, 2], tmp_path / "list.npz")
+    assert not list(tmp_path.iterdir())
+
+
 def test_load_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         tc.load(tmp_path / "missing.npz")

@@ -44,7 +44,7 @@ NUM_CLASSES = {"digits": 10, "mnist": 10, "fashion-mnist": 10, "cifar10": 10, "s
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tinygrad-cnn", description=__doc__,
+    parser = argparse.ArgumentParser(prog="tinygrad-cnn", description=__doc__.split("\n\nLonger than")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -59,8 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--limit", type=int, default=None,
                        help=f"use at most this many {images} images (default: all)")
         p.add_argument("--batch-size", type=int, default=32, help="images per batch (default: %(default)s)")
-        p.add_argument("--seed", type=int, default=0,
-                       help="seed of the weights, the shuffling and the splits (default: %(default)s)")
+        p.add_argument("--seed", type=int, default=None,
+                       help="seed of the weights, the shuffling and the splits (default: 0; evaluate and "
+                            "--resume take the checkpoint's, whose splits keep its test images apart)")
         p.add_argument("--backend", default=None,
                        help="CPU kernels: reference, numba or cython (default: numba when it loads)")
         p.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
@@ -360,10 +361,18 @@ def train(args: argparse.Namespace) -> float:
     if args.patience is not None and not args.val_split:
         raise ValueError("--patience stops on the validation accuracy: it needs --val-split > 0")
     _setup(args)
+    resumed = _resumed_info(args) if args.resume else {}
+    _take_checkpoint_seed(args, resumed, "--resume")
+    if resumed and "val_split" in resumed and float(resumed["val_split"]) != args.val_split:
+        raise ValueError(f"--resume: {args.resume} was trained with --val-split {resumed['val_split']:g}; "
+                         f"--val-split {args.val_split:g} would move images between training and validation")
     tc.manual_seed(args.seed)
     key = args.model.lower().replace("-", "_")
     if key not in models.MODELS:
         raise ValueError(f"unknown model {args.model!r}; available: {', '.join(models.list_models())}")
+    for what, mine in (("model", key), ("dataset", args.dataset)):
+        if resumed.get(what) not in (None, mine):
+            raise ValueError(f"--resume: {args.resume} holds a {resumed[what]} run, not --{what} {mine}")
     input_shape = _input_shape(key, args.dataset)
     train_data, test_data, num_classes, note = load_data(args, key, input_shape)
     if note:
@@ -384,7 +393,7 @@ def train(args: argparse.Namespace) -> float:
     scheduler = optim.CosineAnnealingLR(optimizer, T_max=args.epochs)
     segmentation = key in models.SEGMENTATION_MODELS
     info = {"model": key, "dataset": args.dataset, "num_classes": num_classes,
-            "input_shape": list(input_shape)}
+            "input_shape": list(input_shape), "seed": args.seed, "val_split": args.val_split}
     output = Path(args.output or os.path.join("runs", f"{key}-{args.dataset}"))
     checkpoint_path = output / "checkpoint.npz"
     monitor = "val_iou" if segmentation else "val_accuracy"
@@ -392,8 +401,10 @@ def train(args: argparse.Namespace) -> float:
     # epoch (--patience), so the test accuracy printed at the end is an honest score
     callbacks = [training.ModelCheckpoint(checkpoint_path, monitor=monitor, info=info),
                  training.CSVLogger(output / "history.csv", append=args.resume is not None)]
-    if args.patience is not None:
-        callbacks.append(training.EarlyStopping(monitor, patience=args.patience, restore_best_weights=True))
+    stopper = None
+    if args.patience is not None:  # EarlyStopping tolerates `patience` epochs and stops on the next
+        stopper = training.EarlyStopping(monitor, patience=args.patience - 1, restore_best_weights=True)
+        callbacks.append(stopper)
     if args.tensorboard:
         callbacks.append(training.TensorBoard(output / "tensorboard"))
     metrics = ("accuracy", "iou") if segmentation else ("accuracy",)
@@ -404,6 +415,11 @@ def train(args: argparse.Namespace) -> float:
     if initial_epoch >= args.epochs:
         raise ValueError(f"--resume: the checkpoint has already trained {initial_epoch} epochs; "
                          f"ask for more with --epochs (now {args.epochs})")
+    if args.resume:  # the cosine schedule runs to the new --epochs, from where the checkpoint was
+        for group, rate in zip(optimizer.param_groups, scheduler.get_lr()):
+            group["lr"] = rate
+        show(f"resuming after epoch {initial_epoch} of {args.epochs}: the cosine learning-rate schedule "
+             f"ends at epoch {args.epochs}, lr now {optimizer.param_groups[0]['lr']:.3g}")
     held_out = "no validation images, "
     if val_loader is not None:
         held_out = (f"{len(val_loader.dataset)} validation images (--val-split {args.val_split:g} of the "
@@ -422,6 +438,14 @@ def train(args: argparse.Namespace) -> float:
             view.close()
         raise
     elapsed = time.perf_counter() - start - trainer.compile_seconds
+    if stopper is not None and stopper.stopped_epoch is not None and stopper.best_epoch is not None:
+        # the weights scored below are the best epoch's: the checkpoint keeps those, not the last epoch's
+        epochs = "1 epoch" if args.patience == 1 else f"{args.patience} epochs"
+        show(f"stopped early after epoch {stopper.stopped_epoch + 1}: {monitor} did not improve for "
+             f"{epochs}; kept the weights of epoch {stopper.best_epoch + 1} ({monitor} "
+             f"{stopper.best:.4f}), also in {checkpoint_path}")
+        if main_process:
+            trainer.save_checkpoint(checkpoint_path, epoch=stopper.stopped_epoch + 1, info=info)
     rows = [("validation", len(val_loader.dataset), trainer.evaluate(val_loader))] if val_loader else []
     scores = trainer.evaluate(test_loader)
     rows.append(("test", len(test_loader.dataset), scores))
@@ -445,6 +469,24 @@ def train(args: argparse.Namespace) -> float:
     return accuracy
 
 
+def _resumed_info(args: argparse.Namespace) -> dict:
+    from tinygrad_cnn import training
+
+    meta, _, _ = training.read_checkpoint(args.resume)
+    return meta.get("info", {})
+
+
+def _take_checkpoint_seed(args: argparse.Namespace, info: dict, command: str) -> None:
+    """The seed of the checkpoint's run, which drew its training/validation/test splits: a
+    different one would score (or train on) images of the other splits without a word."""
+    saved = info.get("seed")
+    if args.seed is None:
+        args.seed = 0 if saved is None else int(saved)
+    elif saved is not None and int(saved) != args.seed:
+        raise ValueError(f"{command}: the checkpoint was trained with --seed {saved}, whose splits keep its "
+                         f"test images apart; --seed {args.seed} would mix them (leave --seed out)")
+
+
 def evaluate(args: argparse.Namespace) -> dict[str, float]:
     """Score a checkpoint (its model is rebuilt from the checkpoint's header)."""
     from tinygrad_cnn import models, training
@@ -461,6 +503,10 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
     input_shape = tuple(info.get("input_shape") or models.INPUT_SHAPES[info["model"]])
     key, model = _build_model(info["model"], int(info.get("num_classes", 10)), input_shape[0])
     training.load_checkpoint(args.checkpoint, model, restore_rng=False)
+    _take_checkpoint_seed(args, info, "evaluate")
+    if info.get("dataset") not in (None, args.dataset):
+        print(f"note: {args.checkpoint} was trained on {info['dataset']}; scoring it on {args.dataset}",
+              file=sys.stderr)
     limit, args.limit = args.limit, None  # --limit counts the test images here
     _, test_data, _, _ = load_data(args, key, input_shape)
     test_loader = _loader(args, _limited(test_data, limit), input_shape, train=False)

@@ -86,6 +86,10 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[str]:
 
 def save(state_dict, path: str | os.PathLike) -> None:
     """Write a mapping of names to Tensors/arrays/numbers to ``path`` atomically."""
+    if not hasattr(state_dict, "items"):
+        hint = " (save model.state_dict(), not the model)" if hasattr(state_dict, "state_dict") else ""
+        raise TypeError(f"save: expected a state dict (a mapping of names to tensors), got "
+                        f"{type(state_dict).__name__}{hint}")
     arrays = {}
     for name, value in state_dict.items():
         if not isinstance(name, str):

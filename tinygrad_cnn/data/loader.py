@@ -80,10 +80,27 @@ class Subset(Dataset):
 
 
 def random_split(dataset: Dataset, lengths, seed: int = 0) -> list[Subset]:
-    """Split into non-overlapping subsets of the given lengths (a seeded permutation)."""
-    lengths = [int(n) for n in lengths]
-    if sum(lengths) != len(dataset) or min(lengths) < 0:
-        raise ValueError(f"random_split: lengths {lengths} do not add up to {len(dataset)}")
+    """Split into non-overlapping subsets of the given lengths (a seeded permutation).
+
+    ``lengths`` are counts adding up to ``len(dataset)``, or fractions adding up to 1, as
+    PyTorch's: each subset gets floor(fraction * len) items and the remainder is dealt one
+    item at a time to the subsets in order."""
+    given = list(lengths)
+    if not given or any(isinstance(n, bool) or not isinstance(n, (int, float, np.integer, np.floating))
+                        for n in given):
+        raise TypeError(f"random_split: lengths must be counts or fractions, got {given!r}")
+    n_items = len(dataset)
+    if all(isinstance(n, (int, np.integer)) for n in given):
+        lengths = [int(n) for n in given]
+    elif all(0 <= n <= 1 for n in given) and abs(sum(given) - 1) < 1e-6:
+        lengths = [int(np.floor(n * n_items)) for n in given]
+        for i in range(n_items - sum(lengths)):
+            lengths[i % len(lengths)] += 1
+    else:
+        raise ValueError(f"random_split: lengths {given} are neither counts adding up to {n_items} nor "
+                         "fractions adding up to 1")
+    if sum(lengths) != n_items or min(lengths) < 0:
+        raise ValueError(f"random_split: lengths {given} do not add up to {n_items}")
     order = np.random.default_rng(seed).permutation(len(dataset))
     bounds = np.cumsum([0] + lengths)
     return [Subset(dataset, order[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]

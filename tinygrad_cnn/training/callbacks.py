@@ -74,7 +74,9 @@ class _Monitor(Callback):
 
 
 class EarlyStopping(_Monitor):
-    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs;
+    """Stop when ``monitor`` has not improved by ``min_delta`` for more than ``patience``
+    epochs (``patience`` epochs without improvement are tolerated, training stops at the next;
+    Keras's and the CLI's ``patience`` counts the stopping epoch too, one more);
     with ``restore_best_weights`` the model gets back the weights of its best epoch
     (regularisation by early stopping: stop before the network over-fits)."""
 

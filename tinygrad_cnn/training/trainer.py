@@ -334,12 +334,17 @@ class Trainer:
             raise TypeError(f"Trainer.fit(x, y): x and y must be arrays of inputs and targets, got "
                             f"{type(x).__name__} and {type(y).__name__} (fit(data, epochs) takes a "
                             f"DataLoader, a Dataset or an (x, y) pair)")
+        if batch_size is not None and (isinstance(batch_size, bool) or batch_size <= 0
+                                       or not isinstance(batch_size, numbers.Integral)):
+            raise ValueError(f"Trainer.fit: batch_size must be a positive int, got {batch_size!r}")
         train_data = x if y is None else (x, y)
         if validation_split:
             if validation_data is not None:
                 raise ValueError("Trainer.fit: give validation_data or validation_split, not both")
             train_data, validation_data = split_validation(train_data, validation_split)
         loader = self._shard(self._loader(train_data, shuffle, "the training data", batch_size), train=True)
+        if len(loader.dataset) == 0:
+            raise ValueError("Trainer.fit: the training data hold no samples")
         val_loader = None
         if validation_data is not None:
             val_loader = self._loader(validation_data, False, "validation_data", batch_size)
@@ -426,11 +431,16 @@ class Trainer:
                     compiling = watch.seconds - compiled_before
                     seconds = time.perf_counter() - started - compiling
                     trained_seconds += seconds
-                    if not compiling:  # a batch that compiled also loaded and saved kernels: not typical
+                    # not typical of later batches: one that compiled (it also loaded and saved
+                    # kernels), and a run's first, which loads its kernels from Numba's cache (0.5 s
+                    # where later LeNet-5 batches take 0.01 s): the bar's clock skips both
+                    warming_up = estimate and batch == 0
+                    if not compiling and not warming_up:
                         clean_seconds, clean_batches = clean_seconds + seconds, clean_batches + 1
-                    if compiling and not bar.disable:  # the bar's clock skips the compilation
-                        bar.start_t += compiling
-                        bar.last_print_t += compiling
+                    skipped = compiling + (seconds if warming_up else 0.0)
+                    if skipped and not bar.disable:
+                        bar.start_t += skipped
+                        bar.last_print_t += skipped
                     counted, correct = state.counted, state.correct
                     state.update(loss, logits, y.numpy())
                     batch_logs = {"loss": loss, "size": len(logits)}
