@@ -213,8 +213,10 @@ def test_loss_option_errors_name_the_argument():
         F.cross_entropy(scores, np.array([0, 3]), ignore_index=255)
     with pytest.raises(ValueError, match="ignore_index is not supported for class-probability targets"):
         F.cross_entropy(scores, Tensor(np.ones((2, 3)) / 3), ignore_index=1)
-    with pytest.raises(ValueError, match="class-probability targets must have the input's shape"):
+    with pytest.raises(ValueError, match="float targets are class probabilities and must have the input's"):
         F.cross_entropy(scores, Tensor(np.ones((2, 2))))
+    with pytest.raises(ValueError, match="these look like class indices: give them as integers"):
+        F.cross_entropy(scores.float(), Tensor([0, 2]))  # Python ints make a float32 Tensor
     with pytest.raises(ValueError, match="pos_weight of shape"):
         F.binary_cross_entropy_with_logits(scores, Tensor(np.zeros((2, 3))), pos_weight=Tensor(np.ones(4)))
     with pytest.raises(TypeError, match="must be a Tensor, got ndarray"):

@@ -289,3 +289,11 @@ def test_numpy_sees_a_tensors_data():
     assert np.asarray(t, dtype=np.float64).dtype == np.float64
     total = np.ones(2, np.float32) + t  # numpy still defers its operators to the Tensor
     assert isinstance(total, Tensor) and total.requires_grad
+
+
+def test_a_dim_that_is_not_an_int_is_named():
+    x = Tensor(np.ones((2, 3)))
+    with pytest.raises(TypeError, match="unsqueeze: dim must be an int, got 1.5"):
+        x.unsqueeze(1.5)
+    with pytest.raises(TypeError, match="dim must be an int or a tuple of ints, got 1.0"):
+        x.sum(1.0)

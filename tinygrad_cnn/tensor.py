@@ -496,6 +496,8 @@ class Tensor:
         accepts dim 0 and -1 (as PyTorch) and has no axes to reduce."""
         if dim is None:
             return tuple(range(self.ndim))
+        if not isinstance(dim, (int, np.integer, tuple, list)):
+            raise TypeError(f"dim must be an int or a tuple of ints, got {dim!r}")
         dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
         axes = tuple(self._axis(d) for d in dims)
         if len(set(axes)) != len(axes):
@@ -645,6 +647,8 @@ class Tensor:
 
     def unsqueeze(self, dim: int) -> Tensor:
         n = self.ndim + 1
+        if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
+            raise TypeError(f"unsqueeze: dim must be an int, got {dim!r}")
         if not -n <= dim < n:
             raise ValueError(f"unsqueeze: dim {dim} is out of range for shape {self.shape}")
         axis = dim % n

@@ -195,8 +195,12 @@ def _soft_cross_entropy(log_probs, target, weight, ignore_index, reduction, labe
     fn = "cross_entropy"
     check_float_tensors(fn, input=log_probs, target=target)
     if target.shape != log_probs.shape:
-        raise ValueError(f"{fn}: class-probability targets must have the input's shape {log_probs.shape}, "
-                         f"got {target.shape}")
+        hint = ""
+        if target.shape == log_probs.shape[:1] + log_probs.shape[2:]:  # the shape of class indices
+            hint = (" (these look like class indices: give them as integers, e.g. np.array([...]) or "
+                    "Tensor(..., dtype='int64'); Tensor([0, 3]) of Python ints is float32)")
+        raise ValueError(f"{fn}: float targets are class probabilities and must have the input's shape "
+                         f"{log_probs.shape}, got {target.shape}{hint}")
     if is_int(ignore_index) and ignore_index >= 0:
         raise ValueError(f"{fn}: ignore_index is not supported for class-probability targets")
     n_classes = log_probs.shape[1]
