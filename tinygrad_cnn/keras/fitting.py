@@ -163,7 +163,7 @@ class Fitting:
     def _compiled_heads(self) -> list[_Head]:
         if not self.compiled:
             raise RuntimeError(f"model '{self.name}' must be compiled first: "
-                               "model.compile(optimizer, loss, metrics)")
+                               "model.compile(optimizer=..., loss=..., metrics=[...])")
         if self._heads is None:
             names = self.output_names
             losses = [None if s is None else losses_module.get(s)
