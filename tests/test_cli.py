@@ -146,6 +146,11 @@ def test_bad_input_one_line_nonzero_and_nothing_overwritten(trained, tmp_path, c
     assert "--val-split must be a fraction in [0, 1)" in one_error_line(capsys)
     assert main(["train", "--val-split", "0", "--patience", "2"]) == 2
     assert "needs --val-split > 0" in one_error_line(capsys)
+    assert main(["train", "--hostfile", "hosts"]) == 2
+    assert "--hostfile hosts lists machines for --processes N, which is not given" in one_error_line(capsys)
+    (tmp_path / "a-file").write_text("")
+    assert main(["train", "--output", str(tmp_path / "a-file")]) == 2
+    assert "a-file is a file; it must be a folder" in one_error_line(capsys)
 
     assert checkpoint.read_bytes() == before
     assert not (Path("runs") / "lenet7-digits").exists()

@@ -360,6 +360,10 @@ def train(args: argparse.Namespace) -> float:
         raise ValueError(f"--val-split must be a fraction in [0, 1), got {args.val_split}")
     if args.patience is not None and not args.val_split:
         raise ValueError("--patience stops on the validation accuracy: it needs --val-split > 0")
+    if args.hostfile is not None and args.processes is None:
+        raise ValueError(f"--hostfile {args.hostfile} lists machines for --processes N, which is not given")
+    if args.output is not None and os.path.exists(args.output) and not os.path.isdir(args.output):
+        raise ValueError(f"--output {args.output} is a file; it must be a folder (new or existing)")
     _setup(args)
     resumed = _resumed_info(args) if args.resume else {}
     _take_checkpoint_seed(args, resumed, "--resume")
