@@ -294,9 +294,14 @@ def test_model_gradients_match_finite_differences_and_backends_agree(name, monke
                 got = loss_and_gradients(model, x, cotangent, rng)
             names = ["the output"] + [f"the gradient of {n}" for n in ["the input"] + [
                 n for n, _ in model.named_parameters()]]
+            # a gradient that is 0 in exact arithmetic (a bias before batch norm) is what rounding
+            # leaves of a cancelling sum, whose terms are of the size of the model's other
+            # gradients: its floor scales with the largest of them (mobilenet_v2_small: a bias
+            # gradient of 8e-13 beside others up to 4e3 differed by 1.4e-12 on another CPU)
+            floor = max(1e-12, 1e-14 * max(float(np.linalg.norm(r)) for r in reference[2]))
             for what, g, r in zip(names, [got[0], *got[2]], [reference[0], *reference[2]]):
                 error, size = float(np.linalg.norm(g - r)), float(np.linalg.norm(r))
-                assert error <= 1e-8 * size + 1e-12, (
+                assert error <= 1e-8 * size + floor, (
                     f"{mode}, {what} on {backend}: |difference| {error:.3g} for |reference| {size:.3g}")
 
 
