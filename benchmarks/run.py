@@ -58,7 +58,7 @@ def race(contestants: dict[str, Callable[[], object]], rounds: int, warmup: int 
          settle_s: float = 0.03) -> dict[str, dict]:
     """Time each contestant ``rounds`` times, round-robin, after ``warmup`` untimed calls each.
     In every round each contestant first repeats its call untimed for ``settle_s`` seconds (at
-    least once), then makes the timed call: a framework's OpenMP threads spin after its call
+    least once; not at all for 0), then makes the timed call: a framework's OpenMP threads spin after its call
     (PyTorch's and the Cython backend's, ~20 ms measured here) and its data fill the caches,
     so a call right after another framework's ran up to 2x slower than the same call after
     its own (RESULTS.md, "Method"). Timed after its own calls, each runs as in a training loop.
@@ -70,9 +70,9 @@ def race(contestants: dict[str, Callable[[], object]], rounds: int, warmup: int 
     for _ in range(rounds):
         for name, fn in contestants.items():
             settled = time.perf_counter() + settle_s
-            while True:
+            while settle_s > 0:  # settle_s = 0: no untimed call at all
                 fn()
-                if settle_s <= 0 or time.perf_counter() >= settled:
+                if time.perf_counter() >= settled:
                     break
             start = time.perf_counter()
             fn()

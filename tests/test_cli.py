@@ -136,6 +136,10 @@ def test_bad_input_one_line_nonzero_and_nothing_overwritten(trained, tmp_path, c
     assert main(["train", "--resume", str(checkpoint), "--val-split", "0.2", "--epochs", "3", "--output",
                  str(out)]) == 2
     assert "trained with --val-split 0.1" in one_error_line(capsys)
+    assert main(["train", "--resume", str(checkpoint), "--limit", "300", "--epochs", "3", "--output",
+                 str(out)]) == 2
+    assert "trained with --limit 400, whose splits keep its test images apart; --limit 300" in one_error_line(
+        capsys)
     assert main(["evaluate", "--checkpoint", str(tmp_path / "missing.npz")]) == 2
     assert "no checkpoint" in one_error_line(capsys)
     assert main(["train", "--epochs", "0"]) == 2
@@ -189,6 +193,10 @@ def test_early_stopping_keeps_the_scored_weights_in_the_checkpoint(tmp_path, cap
     shown = capsys.readouterr().out
     assert float(shown.split("accuracy ")[1].split()[0]) == pytest.approx(
         float(scores["test"]["accuracy"]), abs=1e-4)
+    # resumed without --seed, --val-split and --limit: the checkpoint's (3, 0.2, 300), the same splits
+    assert main(["train", "--resume", str(out / "checkpoint.npz"), "--epochs", "3", "--lr", "1e-9",
+                 "--no-progress", "--output", str(tmp_path / "resumed")]) == 0
+    assert "60 validation images (--val-split 0.2 of the training images" in capsys.readouterr().out
 
 
 @pytest.mark.skipif(not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file(),

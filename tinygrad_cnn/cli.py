@@ -44,7 +44,8 @@ NUM_CLASSES = {"digits": 10, "mnist": 10, "fashion-mnist": 10, "cifar10": 10, "s
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tinygrad-cnn", description=__doc__.split("\n\nLonger than")[0],
+    description = (__doc__ or "").split("\n\nLonger than")[0]  # the file's note is not the command's
+    parser = argparse.ArgumentParser(prog="tinygrad-cnn", description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -57,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--download", action="store_true",
                        help="download missing MNIST/Fashion-MNIST/CIFAR-10 files (checksums verified)")
         p.add_argument("--limit", type=int, default=None,
-                       help=f"use at most this many {images} images (default: all)")
+                       help=f"use at most this many {images} images (default: all"
+                            + ("; --resume: the checkpoint's)" if images == "training" else ")"))
         p.add_argument("--batch-size", type=int, default=32, help="images per batch (default: %(default)s)")
         p.add_argument("--seed", type=int, default=None,
                        help="seed of the weights, the shuffling and the splits (default: 0; evaluate and "
@@ -71,10 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", default="lenet5",
                        help="a name from 'tinygrad-cnn summary --list' (default: %(default)s)")
     data_options(train)
-    train.add_argument("--val-split", type=float, default=0.1,
+    train.add_argument("--val-split", type=float, default=None,
                        help="fraction of the training images held out for validation: the val_* numbers "
                             "of every epoch and --patience use them, never the test images "
-                            "(default: %(default)s; 0: no validation)")
+                            "(default: 0.1, --resume: the checkpoint's; 0: no validation)")
     train.add_argument("--epochs", type=int, default=10, help="epochs to train (default: %(default)s)")
     train.add_argument("--lr", type=float, default=None, help="learning rate (default: 3e-3 Adam, 0.05 SGD)")
     train.add_argument("--optimizer", default="adam", choices=OPTIMIZERS, help="(default: %(default)s)")
@@ -356,6 +358,10 @@ def train(args: argparse.Namespace) -> float:
         check_dependencies()  # before any work: the install command, in one line
         if args.live_linger is not None and args.live_linger < 0:
             raise ValueError(f"--live-linger must be >= 0 seconds, got {args.live_linger}")
+    resumed = _resumed_info(args) if args.resume else {}
+    _take_from_checkpoint(args, resumed, "seed", 0, "--resume")
+    _take_from_checkpoint(args, resumed, "val-split", 0.1, "--resume")
+    _take_from_checkpoint(args, resumed, "limit", None, "--resume")
     if not 0.0 <= args.val_split < 1.0:
         raise ValueError(f"--val-split must be a fraction in [0, 1), got {args.val_split}")
     if args.patience is not None and not args.val_split:
@@ -365,11 +371,6 @@ def train(args: argparse.Namespace) -> float:
     if args.output is not None and os.path.exists(args.output) and not os.path.isdir(args.output):
         raise ValueError(f"--output {args.output} is a file; it must be a folder (new or existing)")
     _setup(args)
-    resumed = _resumed_info(args) if args.resume else {}
-    _take_checkpoint_seed(args, resumed, "--resume")
-    if resumed and "val_split" in resumed and float(resumed["val_split"]) != args.val_split:
-        raise ValueError(f"--resume: {args.resume} was trained with --val-split {resumed['val_split']:g}; "
-                         f"--val-split {args.val_split:g} would move images between training and validation")
     tc.manual_seed(args.seed)
     key = args.model.lower().replace("-", "_")
     if key not in models.MODELS:
@@ -397,7 +398,8 @@ def train(args: argparse.Namespace) -> float:
     scheduler = optim.CosineAnnealingLR(optimizer, T_max=args.epochs)
     segmentation = key in models.SEGMENTATION_MODELS
     info = {"model": key, "dataset": args.dataset, "num_classes": num_classes,
-            "input_shape": list(input_shape), "seed": args.seed, "val_split": args.val_split}
+            "input_shape": list(input_shape), "seed": args.seed, "val_split": args.val_split,
+            "limit": args.limit}
     output = Path(args.output or os.path.join("runs", f"{key}-{args.dataset}"))
     checkpoint_path = output / "checkpoint.npz"
     monitor = "val_iou" if segmentation else "val_accuracy"
@@ -480,15 +482,27 @@ def _resumed_info(args: argparse.Namespace) -> dict:
     return meta.get("info", {})
 
 
-def _take_checkpoint_seed(args: argparse.Namespace, info: dict, command: str) -> None:
-    """The seed of the checkpoint's run, which drew its training/validation/test splits: a
-    different one would score (or train on) images of the other splits without a word."""
-    saved = info.get("seed")
-    if args.seed is None:
-        args.seed = 0 if saved is None else int(saved)
-    elif saved is not None and int(saved) != args.seed:
-        raise ValueError(f"{command}: the checkpoint was trained with --seed {saved}, whose splits keep its "
-                         f"test images apart; --seed {args.seed} would mix them (leave --seed out)")
+def _take_from_checkpoint(args: argparse.Namespace, info: dict, option: str, default, command: str) -> None:
+    """``--seed``, ``--val-split`` and ``--limit`` drew the checkpoint's training/validation/test
+    splits: left out, they are the checkpoint's (``default`` for a checkpoint that does not
+    say); given and different, an error, since they would score (or train on) images of the
+    other splits without a word."""
+    name = option.replace("-", "_")
+    given = getattr(args, name)
+    if name not in info:
+        if given is None:
+            setattr(args, name, default)
+        return
+    saved = info[name]
+    if given is None:
+        setattr(args, name, saved)
+    elif saved != given:
+        def shown(value):
+            return "(all)" if value is None else f"{value:g}"
+
+        raise ValueError(f"{command}: the checkpoint was trained with --{option} {shown(saved)}, whose "
+                         f"splits keep its test images apart; --{option} {shown(given)} would mix them "
+                         f"(leave --{option} out)")
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, float]:
@@ -507,7 +521,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
     input_shape = tuple(info.get("input_shape") or models.INPUT_SHAPES[info["model"]])
     key, model = _build_model(info["model"], int(info.get("num_classes", 10)), input_shape[0])
     training.load_checkpoint(args.checkpoint, model, restore_rng=False)
-    _take_checkpoint_seed(args, info, "evaluate")
+    _take_from_checkpoint(args, info, "seed", 0, "evaluate")
     if info.get("dataset") not in (None, args.dataset):
         print(f"note: {args.checkpoint} was trained on {info['dataset']}; scoring it on {args.dataset}",
               file=sys.stderr)

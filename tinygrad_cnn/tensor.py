@@ -97,7 +97,8 @@ class Tensor:
                 # into NaNs) when told float32; an object or string array is not numbers
                 raw = np.asarray(data)
                 if raw.dtype.kind in "OUSV":
-                    raise TypeError(f"{data!r:.80} holds values that are not numbers")
+                    raise TypeError(f"{data!r:.80} holds values that are not numbers (or integers "
+                                    "beyond 64 bits)")
                 if raw.dtype.kind == "c":
                     raise TypeError("tensors are real, this data is complex")
                 array = raw.astype(float32 if dtype is None else as_dtype(dtype), copy=False)

@@ -118,8 +118,8 @@ def batch_norm_forward_into(const floating[:, :, ::1] x, const floating[::1] wei
         inv = 1.0 / sqrt(squares / count + eps)
         mean[c] = <floating>mu
         inv_std[c] = <floating>inv
-        # y = (x - mean) * scale + bias in x's dtype (float32 has twice float64's vector lanes);
-        # centring first keeps a large mean from cancelling digits
+        # y = (x - mean) * scale + bias in x's dtype (float32 has twice float64's vector lanes),
+        # the mean rounded to that dtype first, as in the Numba kernel (both backends round alike)
         centre = <floating>mu
         scale = <floating>(weight[c] * inv)
         shift = bias[c]

@@ -334,17 +334,18 @@ class Trainer:
             raise TypeError(f"Trainer.fit(x, y): x and y must be arrays of inputs and targets, got "
                             f"{type(x).__name__} and {type(y).__name__} (fit(data, epochs) takes a "
                             f"DataLoader, a Dataset or an (x, y) pair)")
-        if batch_size is not None and (isinstance(batch_size, bool) or batch_size <= 0
-                                       or not isinstance(batch_size, numbers.Integral)):
+        whole = isinstance(batch_size, numbers.Integral) and not isinstance(batch_size, bool)
+        if batch_size is not None and (not whole or batch_size <= 0):
             raise ValueError(f"Trainer.fit: batch_size must be a positive int, got {batch_size!r}")
         train_data = x if y is None else (x, y)
         if validation_split:
             if validation_data is not None:
                 raise ValueError("Trainer.fit: give validation_data or validation_split, not both")
             train_data, validation_data = split_validation(train_data, validation_split)
-        loader = self._shard(self._loader(train_data, shuffle, "the training data", batch_size), train=True)
+        loader = self._loader(train_data, shuffle, "the training data", batch_size)
         if len(loader.dataset) == 0:
             raise ValueError("Trainer.fit: the training data hold no samples")
+        loader = self._shard(loader, train=True)
         val_loader = None
         if validation_data is not None:
             val_loader = self._loader(validation_data, False, "validation_data", batch_size)
