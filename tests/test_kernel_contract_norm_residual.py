@@ -2,8 +2,8 @@
 
 Batch norm: drawn (N, C, L) shapes, offsets and spreads (the float32 variance of data far
 from zero is where a naive one-pass formula fails), forward statistics and all three
-gradients. Residual: add + ReLU on small and parallel-sized arrays, with NaNs, which must
-stay NaN forward and pass their gradient backward (PyTorch's relu).
+gradients. Residual: add + ReLU and the plain ReLU on small and parallel-sized arrays, with
+NaNs, which must stay NaN forward and pass their gradient backward (PyTorch's relu).
 """
 
 from __future__ import annotations
@@ -66,3 +66,19 @@ def test_add_relu_equals_reference(backend, shape, dtype):
     grad = kernels.add_relu_backward(g, y)
     np.testing.assert_array_equal(grad, ref_res.add_relu_backward(g, y))
     np.testing.assert_array_equal(grad[np.isnan(y)], g[np.isnan(y)])  # a NaN passes the gradient
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(0,), (3,), (2, 3, 4, 5), (4, 16, 32, 32)])
+def test_relu_equals_reference(backend, shape, dtype):
+    kernels = compiled(backend, "residual")
+    x = data(0, shape, dtype)
+    x.reshape(-1)[::7] = np.nan
+    x.reshape(-1)[1::7] = 0.0
+    x.reshape(-1)[2::7] = -0.0
+    y = kernels.relu_forward(x)
+    np.testing.assert_array_equal(y, ref_res.relu_forward(x))
+    assert y.dtype == x.dtype and y.shape == x.shape
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(x))
+    np.testing.assert_array_equal(y[~np.isnan(x)], np.where(x > 0, x, 0)[~np.isnan(x)])  # the definition

@@ -195,6 +195,12 @@ def test_indexing_basic_and_integer_arrays(x, rows, device):
         (lambda t: t[rows], x[rows]),  # repeated rows: gradients must add up
         (lambda t: t[rows, 0], x[rows, 0]),
         (lambda t: t[Tensor(np.array(rows), device=device)], x[rows]),
+        # the assignment path of GetItem's backward (each element picked at most once) ...
+        (lambda t: t[..., None, ::-2], x[..., None, ::-2]),
+        (lambda t: t[x[:, 0] > 0], x[x[:, 0] > 0]),
+        (lambda t: t[np.int64(rows[0])], x[rows[0]]),
+        # ... and a slice beside a repeating integer index (the add.at path)
+        (lambda t: t[1:, [r % 3 for r in rows]], x[1:, [r % 3 for r in rows]]),
     ]
     for op, expected in cases:
         np.testing.assert_array_equal(op(Tensor(x, device=device)).numpy(), expected)

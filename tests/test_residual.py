@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from tinygrad_cnn.kernels import use_backend
 
 import tinygrad_cnn.nn as nn
 import tinygrad_cnn.nn.functional as F
@@ -36,6 +37,31 @@ def test_add_relu_forward_and_backward(data, shape, dtype, device):
     np.testing.assert_allclose(tb.grad.numpy(), expected)
     assert ta.grad.data is not tb.grad.data
     gradcheck(F.add_relu, [t64(a, device), t64(b, device)])
+
+
+@pytest.mark.parametrize("backend", ["reference", "numba", "cython"])
+@given(data=st.data(), shape=hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=4), dtype=DTYPES,
+       transposed=st.booleans())
+def test_relu_kernels_agree_with_the_definition(backend, data, shape, dtype, transposed):
+    """F.relu (the residual kernels) against max(x, 0) and the mask "not x <= 0", on 0-d,
+    empty and transposed (non-contiguous) inputs, with NaN, 0 and -0 among the values."""
+    x = data.draw(hnp.arrays(dtype, shape, elements=st.sampled_from([np.nan, 0.0, -0.0, -1.5, 2.0, 3e-3])))
+    x = x.T if transposed else x
+    g = data.draw(finite_arrays(x.shape)).astype(dtype)
+    with use_backend(backend):
+        t = Tensor(x, requires_grad=True)
+        y = F.relu(t)
+        y.backward(Tensor(g))
+    assert y.shape == x.shape and y.dtype == dtype and t.grad.shape == x.shape
+    np.testing.assert_array_equal(y.numpy(), np.maximum(x, 0))
+    np.testing.assert_array_equal(t.grad.numpy(), g * ~(x <= 0))  # a NaN passes its gradient
+
+
+def test_add_relu_of_0d_tensors():
+    a, b = t64(1.5), t64(-0.5)
+    y = F.add_relu(a, b)
+    y.backward()
+    assert y.shape == () and a.grad.shape == () and float(a.grad.numpy()) == float(b.grad.numpy()) == 1.0
 
 
 def test_add_relu_with_one_input_constant_and_reused():

@@ -450,7 +450,10 @@ class GetItem(Function):
     """z = x[index] (basic slicing and integer-array indexing).
 
     The backward pass scatters with ``add.at``, so an element picked twice by an
-    integer index receives both gradients.
+    integer index receives both gradients. An index of slices, integers, ``None``,
+    ``...`` and boolean masks picks each element at most once, so there a plain
+    assignment does the same (``add.at`` is about 50x slower: ResNet-20's stride-2
+    shortcuts ``x[:, :, ::2, ::2]`` took 1.3 ms each).
     """
 
     def forward(self, x, index=()):
@@ -461,8 +464,19 @@ class GetItem(Function):
     def backward(self, g):
         xp = xp_of(g)
         gx = xp.zeros(self.shape, dtype=g.dtype)
-        xp.add.at(gx, self.index, g)
+        if _picks_each_once(self.index):
+            gx[self.index] = g
+        else:
+            xp.add.at(gx, self.index, g)
         return gx
+
+
+def _picks_each_once(index) -> bool:
+    """True when ``x[index]`` cannot pick an element twice: only slices, Python ints, None,
+    ``...`` and boolean arrays in it (a list or an integer array may repeat an element)."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(isinstance(part, (slice, int)) or part is None or part is Ellipsis
+               or (hasattr(part, "dtype") and part.dtype == bool and part.ndim > 0) for part in parts)
 
 
 class Concatenate(Function):

@@ -1,4 +1,5 @@
-"""The fused residual join y = ReLU(a + b) on the GPU: one elementwise kernel each way.
+"""The fused residual join y = ReLU(a + b) and the plain ReLU on the GPU: one elementwise
+kernel each way.
 
 Same functions and arguments as ``kernels/reference/residual.py``: one pass over memory and
 no temporary for a + b. NaN stays NaN forward and passes its gradient backward (PyTorch's
@@ -20,6 +21,15 @@ __global__ void add_relu(const T* __restrict__ a, const T* __restrict__ b, T* __
   }
 }
 
+// y = max(x, 0); NaN stays NaN.
+template <typename T>
+__global__ void relu(const T* __restrict__ x, T* __restrict__ y, long long size) {
+  GRID_STRIDE_LOOP(i, size) {
+    const T v = x[i];
+    y[i] = v < 0 ? T(0) : v;
+  }
+}
+
 // grad = 0 where y <= 0, else grad_y (a NaN y passes grad_y).
 template <typename T>
 __global__ void relu_mask(const T* __restrict__ grad_y, const T* __restrict__ y, T* __restrict__ grad,
@@ -28,13 +38,20 @@ __global__ void relu_mask(const T* __restrict__ grad_y, const T* __restrict__ y,
 }
 """
 
-PROGRAM = rt.Program("residual", SOURCE, ("add_relu", "relu_mask"))
+PROGRAM = rt.Program("residual", SOURCE, ("add_relu", "relu", "relu_mask"))
 
 
 def add_relu_forward(a, b):
     """y = max(a + b, 0), elementwise (a and b have the same shape and dtype)."""
     y = rt.xp().empty_like(a)
     rt.launch(PROGRAM, "add_relu", a.dtype, a.size, a, b, y, a.size)
+    return y
+
+
+def relu_forward(x):
+    """y = max(x, 0), elementwise."""
+    y = rt.xp().empty_like(x)
+    rt.launch(PROGRAM, "relu", x.dtype, x.size, x, y, x.size)
     return y
 
 

@@ -1,5 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Compiled loops of the fused residual add + ReLU, on flattened contiguous arrays.
+"""Compiled loops of the fused residual add + ReLU (and the plain ReLU, b = 0), on
+flattened contiguous arrays.
 
     forward:  y = max(a + b, 0)           (NaN stays NaN)
     backward: grad_a = grad_b = grad_y * [not y <= 0]   (a NaN passes the gradient, as PyTorch)
@@ -20,6 +21,15 @@ def add_relu_forward_into(const floating[::1] a, const floating[::1] b, floating
     for k in prange(size, nogil=True, schedule="static", num_threads=num_threads):
         total = a[k] + b[k]
         y[k] = 0 if total < 0 else total   # "total > 0 else 0" would map NaN to 0
+
+
+def relu_forward_into(const floating[::1] x, floating[::1] y, int num_threads):
+    """y[k] = max(x[k], 0)."""
+    cdef Py_ssize_t k, size = y.shape[0]
+    cdef floating v
+    for k in prange(size, nogil=True, schedule="static", num_threads=num_threads):
+        v = x[k]
+        y[k] = 0 if v < 0 else v
 
 
 def add_relu_backward_into(const floating[::1] grad_y, const floating[::1] y, floating[::1] grad,

@@ -1,6 +1,7 @@
-"""The fused residual add + ReLU of the Cython backend (the loops are in _residual.pyx).
+"""The fused residual add + ReLU and the plain ReLU of the Cython backend (the loops are
+in _residual.pyx).
 
-    y = max(a + b, 0);   grad_a = grad_b = grad_y * [y > 0]
+    y = max(a + b, 0);   grad_a = grad_b = grad_y * [y > 0]    (ReLU: b = 0)
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from ._checks import floats
 
 _residual = import_compiled("_residual")
 
-__all__ = ["add_relu_forward", "add_relu_backward"]
+__all__ = ["add_relu_forward", "relu_forward", "add_relu_backward"]
 
 
 def add_relu_forward(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -22,6 +23,14 @@ def add_relu_forward(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         raise ValueError(f"add_relu needs equal shapes, got {a.shape} and {b.shape}")
     y = np.empty_like(a)
     _residual.add_relu_forward_into(a.reshape(-1), b.reshape(-1), y.reshape(-1), threads_for(a.size))
+    return y
+
+
+def relu_forward(x: np.ndarray) -> np.ndarray:
+    """y = max(x, 0), elementwise."""
+    (x,) = floats(x)
+    y = np.empty_like(x)
+    _residual.relu_forward_into(x.reshape(-1), y.reshape(-1), threads_for(x.size))
     return y
 
 

@@ -1,7 +1,8 @@
-"""The fused residual join y = ReLU(a + b), compiled with Numba.
+"""The fused residual join y = ReLU(a + b) and the plain ReLU, compiled with Numba.
 
-Same functions and arguments as ``kernels/reference/residual.py``. Both kernels are one
-pass over memory (numpy needs two: ``a + b`` then ``maximum``, plus a temporary), split
+Same functions and arguments as ``kernels/reference/residual.py``. Every kernel is one
+pass over memory (numpy needs two for the join: ``a + b`` then ``maximum``, plus a
+temporary; and two plus a boolean mask for ``Tensor.relu``'s ``x * ~(x <= 0)``), split
 into one contiguous share per thread (``shares.py``).
 """
 
@@ -24,6 +25,15 @@ def _add_relu(a, b, y, t, T):
 
 
 @njit(cache=True, nogil=True)
+def _relu(x, y, t, T):
+    """y = max(x, 0) elementwise on flat views, share t of T; NaN stays NaN."""
+    size = y.size
+    for i in range(t * size // T, (t + 1) * size // T):
+        v = x[_u(i)]
+        y[_u(i)] = 0 if v < 0 else v
+
+
+@njit(cache=True, nogil=True)
 def _relu_mask(g, y, out, t, T):
     """out = 0 where y <= 0, else g (reference ``add_relu_backward``; a NaN y passes g)."""
     size = y.size
@@ -35,6 +45,13 @@ def add_relu_forward(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """y = max(a + b, 0), elementwise (a and b have the same shape and dtype)."""
     y = np.empty_like(a)
     run(_add_relu, shares_for(a.size), a.reshape(-1), b.reshape(-1), y.reshape(-1))
+    return y
+
+
+def relu_forward(x: np.ndarray) -> np.ndarray:
+    """y = max(x, 0), elementwise."""
+    y = np.empty_like(x)
+    run(_relu, shares_for(x.size), x.reshape(-1), y.reshape(-1))
     return y
 
 

@@ -1,7 +1,9 @@
-"""The fused residual join y = ReLU(a + b) of a ResNet block (shortcut a, residual b).
+"""The fused residual join y = ReLU(a + b) of a ResNet block (shortcut a, residual b),
+and the plain ReLU y = max(x, 0) it extends.
 
 Fusing the add and the ReLU saves one pass over memory and one saved array: the
-backward pass needs only y, since d max(s, 0)/ds = 1 exactly where y > 0.
+backward pass needs only y, since d max(s, 0)/ds = 1 exactly where y > 0. The same
+backward serves the plain ReLU (the join with b = 0).
 """
 
 from __future__ import annotations
@@ -12,6 +14,11 @@ import numpy as np
 def add_relu_forward(a, b):
     """y = max(a + b, 0), elementwise (a and b have the same shape)."""
     return np.maximum(a + b, 0)
+
+
+def relu_forward(x):
+    """y = max(x, 0), elementwise; NaN stays NaN (its backward is :func:`add_relu_backward`)."""
+    return np.maximum(x, 0)
 
 
 def add_relu_backward(grad_y, y):

@@ -2,17 +2,38 @@
 
 Each takes one float32/float64 Tensor (checked by ``checks.check_tensor``: a numpy array or
 a list gets a TypeError that says to wrap it) and returns a Tensor of its shape and dtype.
+
+``relu`` runs on the backend's ``residual`` kernels (one pass each way, and the output,
+which the next layer keeps anyway, is all its backward needs); ``Tensor.relu`` is the
+same function in plain array math (``ops.LeakyReLU``), which saves a boolean mask.
 """
 
 from __future__ import annotations
 
+from tinygrad_cnn.autograd import Function
+from tinygrad_cnn.device import device_of, xp_of
+from tinygrad_cnn.kernels import kernel_module
 from tinygrad_cnn.nn.functional.checks import check_tensor
 from tinygrad_cnn.tensor import Tensor, _is_real_number
 
 
+class ReLUFunction(Function):
+    """y = max(x, 0);  dL/dx = dL/dy * [not y <= 0] (0 at the kink; a NaN passes its gradient,
+    as PyTorch's relu)."""
+
+    def forward(self, x):
+        self.kernels = kernel_module("residual", device_of(x))
+        # (ascontiguousarray makes a 0-d array 1-d: the reshapes keep the shape)
+        self.y = self.kernels.relu_forward(xp_of(x).ascontiguousarray(x)).reshape(x.shape)
+        return self.y
+
+    def backward(self, g):
+        return self.kernels.add_relu_backward(xp_of(g).ascontiguousarray(g), self.y).reshape(g.shape)
+
+
 def relu(x: Tensor) -> Tensor:
-    """max(0, x)."""
-    return check_tensor("relu", "input", x).relu()
+    """max(0, x), elementwise."""
+    return ReLUFunction.apply(check_tensor("relu", "input", x))
 
 
 def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:

@@ -22,11 +22,13 @@ class AddReLUFunction(Function):
     def forward(self, a, b):
         xp = xp_of(a)
         self.kernels = kernel_module("residual", device_of(a))
-        self.y = self.kernels.add_relu_forward(xp.ascontiguousarray(a), xp.ascontiguousarray(b))
+        # (ascontiguousarray makes a 0-d array 1-d: the reshapes keep the shape)
+        y = self.kernels.add_relu_forward(xp.ascontiguousarray(a), xp.ascontiguousarray(b))
+        self.y = y.reshape(a.shape)
         return self.y
 
     def backward(self, g):
-        grad = self.kernels.add_relu_backward(xp_of(g).ascontiguousarray(g), self.y)
+        grad = self.kernels.add_relu_backward(xp_of(g).ascontiguousarray(g), self.y).reshape(g.shape)
         need_a, need_b = self.needs_input_grad
         # separate arrays, so that in-place updates of one input's .grad cannot touch the other's
         return grad if need_a else None, (grad.copy() if need_a else grad) if need_b else None
