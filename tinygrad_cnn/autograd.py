@@ -78,6 +78,10 @@ class Function:
     result and whose others are side results that carry no gradient (max pooling's
     arg-max indices, batch norm's statistics), as PyTorch's ``mark_non_differentiable``.
     ``apply`` then returns a tuple of Tensors; ``backward`` receives dL/d(first output).
+    ``backward`` may return one array for several inputs (``Add``: the same gradient reaches
+    both), and must not write into the gradient it receives: :func:`run_backward` never
+    updates a gradient in place either (sums are new arrays; a leaf's first gradient is
+    copied into ``.grad``), so one array can safely feed several paths.
     """
 
     inputs: tuple[Tensor, ...]

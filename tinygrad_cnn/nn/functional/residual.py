@@ -29,9 +29,10 @@ class AddReLUFunction(Function):
 
     def backward(self, g):
         grad = self.kernels.add_relu_backward(xp_of(g).ascontiguousarray(g), self.y).reshape(g.shape)
+        # one array for both inputs, as ``Add`` does: the engine never updates a gradient in
+        # place (it sums into new arrays, and copies a leaf's first one into ``.grad``)
         need_a, need_b = self.needs_input_grad
-        # separate arrays, so that in-place updates of one input's .grad cannot touch the other's
-        return grad if need_a else None, (grad.copy() if need_a else grad) if need_b else None
+        return grad if need_a else None, grad if need_b else None
 
 
 def add_relu(a: Tensor, b: Tensor) -> Tensor:
