@@ -56,6 +56,45 @@ def test_graph_is_released_after_backward():
         loss.backward()
 
 
+def test_an_intermediate_array_nobody_holds_is_freed_before_backward():
+    """The graph keeps creators, not intermediate tensors: batch norm's output, read only by
+    the ReLU after it (which saves its own output), is freed at once, and the gradient that
+    flows back through it is still right."""
+    import tinygrad_cnn.nn.functional as F
+
+    x = Tensor(np.random.default_rng(0).normal(size=(4, 3, 5, 5)), requires_grad=True)
+    w = Tensor(np.array([1.0, -2.0, 0.5]), requires_grad=True)
+    normalised = F.batch_norm(x, None, None, w, None, training=True)
+    freed = weakref.ref(normalised.data)
+    out = F.relu(normalised)
+    del normalised
+    gc.collect()
+    assert freed() is None
+    out.sum().backward()
+    grad_x, grad_w = x.grad.numpy(), w.grad.numpy()
+    x.grad = w.grad = None
+    F.relu(F.batch_norm(x, None, None, w, None, training=True)).sum().backward()  # all kept alive
+    np.testing.assert_allclose(x.grad.numpy(), grad_x, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(w.grad.numpy(), grad_w, rtol=1e-12, atol=1e-12)
+    gradcheck(lambda a, b: F.relu(F.batch_norm(a, None, None, b, None, training=True)), [x, w])
+
+
+def test_a_freed_input_appears_as_one_stand_in_without_data():
+    x = Tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    a = x.exp()
+    b, c = a * 2, a * a   # a has two readers
+    fn_a = a._creator
+    del a
+    gc.collect()
+    stand_in = b._creator.inputs[0]
+    assert stand_in is c._creator.inputs[0] is fn_a.output_tensor()  # one node for both readers
+    assert stand_in._creator is fn_a and stand_in.requires_grad
+    assert stand_in.shape == (2, 3) and stand_in.dtype == np.float64
+    assert stand_in.data.strides == (0, 0)  # a broadcast 0-d array: no memory of its own
+    (b + c).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), np.exp(x.numpy()) * (2 + 2 * np.exp(x.numpy())))
+
+
 def test_retain_graph_allows_a_second_backward():
     x = Tensor(2.0, requires_grad=True)
     y = x * x

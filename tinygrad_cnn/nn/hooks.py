@@ -119,7 +119,10 @@ class _BackwardHookCall:
     def __init__(self, module, args: tuple) -> None:
         self.module = module
         self.tensor_positions = [i for i, a in enumerate(args) if isinstance(a, Tensor)]
-        self.wrapped: dict[int, int] = {}  # id(wrapped input tensor) -> position in grad_input
+        # id(the _PassThrough Function of a wrapped input) -> position in grad_input; the
+        # Functions are kept in ``wrappers`` (the graph keeps creators, not intermediate tensors)
+        self.wrapped: dict[int, int] = {}
+        self.wrappers: list = []
         self.expected: set[int] = set()
         self.received: dict[int, object] = {}
         self.grad_output: tuple | None = None
@@ -130,7 +133,8 @@ class _BackwardHookCall:
             x = args[position]
             if x.requires_grad:
                 args[position] = _PassThrough.apply(x, call=self, side="input", index=slot)
-                self.wrapped[id(args[position])] = slot
+                self.wrappers.append(args[position]._creator)
+                self.wrapped[id(args[position]._creator)] = slot
         return tuple(args)
 
     def wrap_output(self, output):
@@ -152,8 +156,8 @@ class _BackwardHookCall:
             if id(t) in seen:
                 continue
             seen.add(id(t))
-            if id(t) in self.wrapped:
-                reached.add(self.wrapped[id(t)])
+            if t._creator is not None and id(t._creator) in self.wrapped:
+                reached.add(self.wrapped[id(t._creator)])
                 continue
             if t._creator is not None:
                 stack.extend(p for p in t._creator.inputs if p.requires_grad)
