@@ -32,7 +32,7 @@ import numpy as np
 
 from ..blas_threads import single_thread_blas
 from ..simd import conv as simd
-from . import MAX_THREADS, import_compiled, threads_for
+from . import MAX_THREADS, import_compiled, threads_for, winograd
 from ._blas import connect
 from ._checks import floats, shaped
 
@@ -42,7 +42,8 @@ HAVE_BLAS = connect(_conv)  # SciPy's GEMM for the per-image kernels
 __all__ = ["STRATEGIES", "choose", "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight",
            "im2col", "col2im"]
 
-STRATEGIES = ("im2col", "whole_batch") + (("simd",) if simd.available() else ())
+STRATEGIES = ("im2col", "whole_batch", "winograd") + (("simd",) if simd.available() else ())
+WINOGRAD_MIN_CHANNELS = 32  # as the Numba rule: below this F(2x2, 3x3)'s 16 GEMMs are too thin
 
 
 def choose(g, threads: int | None = None) -> str:
@@ -60,8 +61,10 @@ def _strategy(g, plan) -> str:
     plan = choose(g) if plan is None else plan
     if plan not in STRATEGIES:
         raise ValueError(f"unknown cython conv strategy {plan!r}; expected one of {STRATEGIES}")
-    if plan == "simd" and not simd.applies(g):
-        plan = "im2col"
+    if (plan == "simd" and not simd.applies(g)) or (plan == "winograd" and not winograd.applies(g)):
+        plan = "im2col"  # a test may force a strategy on a layer it does not cover
+    if plan == "winograd" and not winograd.HAVE_BLAS:
+        plan = "whole_batch"
     return "whole_batch" if plan == "im2col" and not HAVE_BLAS else plan
 
 
@@ -125,6 +128,9 @@ def conv2d_forward(x: np.ndarray, weight: np.ndarray, g, plan: str | None = None
     strategy = _strategy(g, plan)
     if strategy == "simd":
         return simd.forward(x, weight, g, MAX_THREADS, _PerImage)
+    if strategy == "winograd":
+        with single_thread_blas:
+            return winograd.forward(x, weight, g, _PerImage)
     if strategy == "im2col":
         y = np.empty(g.output_shape, dtype=x.dtype)
         with single_thread_blas:
@@ -152,6 +158,9 @@ def conv2d_backward_input(grad_y: np.ndarray, weight: np.ndarray, g, plan: str |
     strategy = _strategy(g, plan)
     if strategy == "simd":
         return simd.backward_input(grad_y, weight, g, MAX_THREADS, _PerImage)
+    if strategy == "winograd":
+        with single_thread_blas:
+            return winograd.backward_input(grad_y, weight, g, _PerImage)
     grad_x = np.zeros(g.input_shape, dtype=grad_y.dtype)
     if strategy == "im2col":
         with single_thread_blas:
@@ -175,6 +184,9 @@ def conv2d_backward_weight(grad_y: np.ndarray, x: np.ndarray, g, plan: str | Non
     strategy = _strategy(g, plan)
     if strategy == "simd":
         return simd.backward_weight(grad_y, x, g, MAX_THREADS, _PerImage)
+    if strategy == "winograd":
+        with single_thread_blas:
+            return winograd.backward_weight(grad_y, x, g, _PerImage)
     if strategy == "im2col":
         partial = np.zeros((MAX_THREADS, int(np.prod(weight_shape))), dtype=x.dtype)
         kh, kw = g.kernel
