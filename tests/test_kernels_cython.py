@@ -121,6 +121,25 @@ def test_winograd_kernels_check_their_arrays():
         _winograd.backward_weight(y, x, np.zeros((1, 16, 3, 4)), np.empty((2, size)), 1, 1, 1)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_winograd_finite_test_finds_every_inf_and_nan(dtype):
+    """all_finite decides whether Winograd runs (Inf - Inf would be NaN): an Inf or NaN in
+    the first, a middle or the last place, in a partial lane group or block, is found; the
+    largest finite values are finite."""
+    from tinygrad_cnn.kernels.cython import _winograd
+
+    for n in (1, 15, 17, 16384, 16385, 50001):
+        a = np.random.default_rng(n).standard_normal(n).astype(dtype)
+        assert _winograd.all_finite(a, 2)
+        assert _winograd.all_finite(np.full(n, np.finfo(dtype).max, dtype), 2)
+        for bad in (np.inf, -np.inf, np.nan):
+            for position in (0, n // 2, n - 1):
+                b = a.copy()
+                b[position] = bad
+                assert not _winograd.all_finite(b, 2) and not _winograd.all_finite(b, 1)
+    assert _winograd.all_finite(np.empty(0, dtype), 2)
+
+
 # --- backend selection --------------------------------------------------------------------------
 
 def test_set_backend_cython_uses_these_kernels():

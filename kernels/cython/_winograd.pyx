@@ -280,6 +280,45 @@ cdef void _backward_weight_share(const floating* gy, const floating* x, Py_ssize
         n0 = n0 + m
 
 
+# ------------------------------------------------------------------ the Inf/NaN test
+cdef enum:
+    LANES = 16          # independent accumulators: an elementwise loop gcc vectorises
+    FINITE_BLOCK = 16384  # elements per parallel iteration of all_finite
+
+
+cdef floating _block_residue(const floating* a, Py_ssize_t n) noexcept nogil:
+    """The sum of a[i] - a[i]: 0 if every value is finite, NaN if one is Inf or NaN (without
+    -ffast-math the compiler keeps x - x). LANES accumulators, as _batchnorm.pyx's sums."""
+    cdef floating acc[LANES]
+    cdef floating total = 0
+    cdef Py_ssize_t i = 0
+    cdef int j
+    for j in range(LANES):
+        acc[j] = 0
+    while i + LANES <= n:
+        for j in range(LANES):
+            acc[j] = acc[j] + (a[i + j] - a[i + j])
+        i = i + LANES
+    while i < n:
+        total = total + (a[i] - a[i])
+        i = i + 1
+    for j in range(LANES):
+        total = total + acc[j]
+    return total
+
+
+def all_finite(const floating[::1] a, int num_threads):
+    """Whether every value of a (a flat view of a C-contiguous array) is finite: one pass,
+    in parallel blocks (np.isfinite(a).all() writes and reads a boolean array as well)."""
+    cdef Py_ssize_t n = a.shape[0], blocks = (n + FINITE_BLOCK - 1) // FINITE_BLOCK, b
+    cdef double residue = 0
+    if n == 0:
+        return True
+    for b in prange(blocks, nogil=True, schedule="static", num_threads=num_threads):
+        residue += _block_residue(&a[b * FINITE_BLOCK], min(FINITE_BLOCK, n - b * FINITE_BLOCK))
+    return residue == 0
+
+
 # ------------------------------------------------------------------ the kernels
 def forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] U, floating[:, :, :, ::1] y,
             floating[:, ::1] work, Py_ssize_t top, Py_ssize_t left, Py_ssize_t stacked):

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import MAX_THREADS, import_compiled
+from . import MAX_THREADS, import_compiled, threads_for
 from ._blas import connect
 
 _winograd = import_compiled("_winograd")
@@ -81,7 +81,8 @@ def stacked_for(channels: int, out_height: int, out_width: int, stacked: int | N
 
 
 def _finite(*arrays: np.ndarray) -> bool:
-    return all(bool(np.isfinite(a).all()) for a in arrays)
+    """Whether every value of these C-contiguous arrays is finite."""
+    return all(_winograd.all_finite(a.reshape(-1), threads_for(a.size)) for a in arrays)
 
 
 def _threads(n: int, threads: int | None) -> int:
