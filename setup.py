@@ -22,7 +22,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).parent
-CYTHON_MODULES = ("_conv", "_pool", "_batchnorm", "_residual")
+CYTHON_MODULES = ("_conv", "_pool", "_batchnorm", "_residual", "_winograd")
 # The direct SIMD convolution (kernels/simd), shared by the numba and cython backends.
 SIMD_MODULES = ("_direct",)
 NATIVE_TEST = "int main(void) { return 0; }\n"

@@ -3,12 +3,16 @@
 The kernel interface (docs/ARCHITECTURE.md) is five functions of a checked ConvGeometry.
 Each drawn case (non-square images and kernels, strides, paddings per side, dilations,
 groups, the 1x1 pointwise shape) runs through every strategy of every compiled backend,
-whatever its rule would pick (Numba's Winograd on a layer it does not cover runs as
-channels-last), with the batch split into 1-3 shares and 1-3 samples stacked per GEMM,
-and is compared with ``kernels/reference/conv.py``, the definition.
+whatever its rule would pick (Winograd on a layer it does not cover runs as channels-last
+on Numba, im2col on Cython), with the batch split into 1-3 shares and 1-3 samples stacked
+per GEMM, and is compared with ``kernels/reference/conv.py``, the definition. The Cython
+backend's plans are strategy names only, so its Winograd kernels are also called with drawn
+thread counts and stack sizes (:func:`cython_winograd`).
 """
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import hypothesis.strategies as st
 import numpy as np
@@ -44,10 +48,11 @@ def conv_cases(draw):
                 stacked=draw(st.integers(1, 3)), seed=draw(st.integers(0, 2**16)))
 
 
-def check_conv(backend: str, case: dict, plans=None) -> None:
-    """Forward, both backward kernels, im2col and col2im of ``case`` on every plan of ``backend``."""
+def check_conv(backend: str, case: dict, plans=None, kernels=None) -> None:
+    """Forward, both backward kernels, im2col and col2im of ``case`` on every plan of ``backend``
+    (or of ``kernels``, a module-like object with the same functions)."""
     g, dtype, seed = case["geometry"], case["dtype"], case["seed"]
-    kernels = compiled(backend, "conv")
+    kernels = kernels or compiled(backend, "conv")
     x, weight = data(seed, g.input_shape, dtype), data(seed + 1, g.weight_shape, dtype)
     expected = ref.conv2d_forward(x, weight, g)
     grad_y = data(seed + 2, expected.shape, dtype)
@@ -83,10 +88,29 @@ def winograd_cases(draw):
                 stacked=draw(st.integers(1, 3)), seed=draw(st.integers(0, 2**16)))
 
 
+def cython_winograd(threads: int, stacked: int):
+    """The Cython backend's Winograd kernels on ``threads`` OpenMP threads (at most one per
+    sample) with ``stacked`` samples per GEMM, in the kernel interface (the plan is ignored)."""
+    conv = compiled("cython", "conv")
+    winograd, fallback = conv.winograd, conv._PerImage
+    return SimpleNamespace(
+        conv2d_forward=lambda x, w, g, plan: winograd.forward(x, w, g, fallback, threads, stacked),
+        conv2d_backward_input=lambda gy, w, g, plan: winograd.backward_input(gy, w, g, fallback, threads,
+                                                                             stacked),
+        conv2d_backward_weight=lambda gy, x, g, plan: winograd.backward_weight(gy, x, g, fallback, threads,
+                                                                               stacked),
+        im2col=conv.im2col, col2im=conv.col2im)
+
+
+@pytest.mark.parametrize("backend", ["numba", "cython"])
 @given(case=winograd_cases())
-def test_winograd_on_the_layers_it_covers(case):
-    plan = compiled("numba", "conv").Plan("winograd", case["shares"], case["stacked"])
-    check_conv("numba", case, [plan])
+def test_winograd_on_the_layers_it_covers(backend, case):
+    if backend == "numba":
+        plan = compiled("numba", "conv").Plan("winograd", case["shares"], case["stacked"])
+        check_conv("numba", case, [plan])
+    else:  # through the backend's interface (its threads, its stack size), then drawn ones
+        check_conv("cython", case, ["winograd"])
+        check_conv("cython", case, ["winograd"], cython_winograd(case["shares"], case["stacked"]))
 
 
 @pytest.mark.parametrize("strategy", ["winograd", "channels_last", "im2col"])
@@ -99,6 +123,28 @@ def test_channel_counts_past_the_kernels_blocks(strategy, dtype):
     g = ConvGeometry((7, 17, 7, 9), (3, 3), (1, 1), (2, 0, 1, 2), (1, 1), out_channels=33, groups=1)
     plan = compiled("numba", "conv").Plan(strategy, 3, 2)
     check_conv("numba", dict(geometry=g, dtype=dtype, seed=5), [plan])
+
+
+CYTHON_WINOGRAD_LAYERS = [  # (input shape, padding, out_channels, threads, stacked)
+    # 17 in, 33 out: partial 16-channel blocks of the NCHW <-> channels-last copies; 3 uneven
+    # shares (2, 2, 3 samples) of 2-sample stacks, the last one partial; odd sizes
+    ((7, 17, 7, 9), (2, 0, 1, 2), 33, 3, 2),
+    # the backend's own threads and stack size: 16x15 outputs are 64 tiles, 2 samples a stack
+    # up to 64 channels, so 5 samples on 2 threads are stacks of 2 and 1, then 2 and 1
+    ((5, 3, 16, 15), (1, 1, 1, 1), 4, None, None),
+    # 2x2 outputs (1 tile): the whole share in one stack; one sample, more threads than samples
+    ((1, 40, 4, 4), (0, 0, 0, 0), 36, 4, None),
+    ((3, 33, 2, 3), (2, 2, 1, 2), 65, None, None),
+]
+
+
+@pytest.mark.parametrize("layer", CYTHON_WINOGRAD_LAYERS, ids=lambda layer: "x".join(map(str, layer[0])))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cython_winograd_shares_and_stacks(layer, dtype):
+    shape, padding, k, threads, stacked = layer
+    g = ConvGeometry(shape, (3, 3), (1, 1), padding, (1, 1), out_channels=k, groups=1)
+    check_conv("cython", dict(geometry=g, dtype=dtype, seed=sum(shape)), ["winograd"],
+               cython_winograd(threads, stacked))
 
 
 @pytest.mark.parametrize("backend", COMPILED)
@@ -116,18 +162,35 @@ def test_im2col_non_square_layout(backend):
     np.testing.assert_array_equal(compiled(backend, "conv").im2col(x, g), ref.im2col(x, g))
 
 
-def test_winograd_keeps_infinities_as_the_other_strategies_do():
+@pytest.mark.parametrize("backend", ["numba", "cython"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_winograd_keeps_infinities_as_the_other_strategies_do(backend, dtype):
     """Inf - Inf in the Winograd transforms would give NaN where the direct sum gives +-Inf:
-    such inputs run on channels-last (winograd.py)."""
-    kernels = compiled("numba", "conv")
+    such inputs run on another strategy (channels-last on Numba, im2col on Cython), in the
+    forward and both gradients, whether the Inf is in x, the weight or grad_y."""
+    kernels = compiled(backend, "conv")
+    other, winograd = ((kernels.Plan("channels_last"), kernels.Plan("winograd")) if backend == "numba"
+                       else ("im2col", "winograd"))
     g = ConvGeometry((2, 32, 6, 6), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), out_channels=32)
-    x, weight = data(0, g.input_shape, np.float32), np.abs(data(1, g.weight_shape, np.float32))
+    x, weight = data(0, g.input_shape, dtype), np.abs(data(1, g.weight_shape, dtype))
+    grad_y = np.abs(data(2, g.output_shape, dtype))
     x[0, 3, 2, 2] = np.inf
-    expected = kernels.conv2d_forward(x, weight, g, kernels.Plan("channels_last"))
-    got = kernels.conv2d_forward(x, weight, g, kernels.Plan("winograd"))
+    expected = kernels.conv2d_forward(x, weight, g, other)
+    got = kernels.conv2d_forward(x, weight, g, winograd)
     assert np.isinf(expected).sum() > 0 and not np.isnan(expected).any()
     np.testing.assert_array_equal(np.isinf(got), np.isinf(expected))
     assert not np.isnan(got).any()
+    weight_inf, grad_y_inf = weight.copy(), grad_y.copy()
+    weight_inf[1, 2, 0, 1] = np.inf
+    grad_y_inf[1, 5, 3, 3] = np.inf
+    for kernel, args in [(kernels.conv2d_backward_weight, (grad_y, x)),            # Inf in x
+                         (kernels.conv2d_backward_input, (grad_y, weight_inf)),     # in the weight
+                         (kernels.conv2d_backward_input, (grad_y_inf, weight)),     # in grad_y
+                         (kernels.conv2d_backward_weight, (grad_y_inf, np.abs(x)))]:
+        expected, got = kernel(*args, g, other), kernel(*args, g, winograd)
+        assert np.isinf(expected).any() and not np.isnan(expected).any()
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(expected))
+        assert not np.isnan(got).any()
 
 
 SIMD_LAYERS = [  # (input shape, kernel, stride, padding, dilation, out_channels): K a multiple of 16

@@ -77,19 +77,67 @@ def test_large_arrays_use_the_parallel_path(dtype):
 
 
 def test_conv_strategy_rule():
-    """The SIMD loops up to 64 channels where they cover the layer (setup.py built them), im2col
-    + GEMM per image beyond, whole-batch GEMMs with fewer images than threads."""
-    def rule(x_shape, k, threads=2):
-        g = ConvGeometry(x_shape, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), out_channels=k)
+    """Winograd on the layers Numba's rule sends there (3x3 stride 1, 32+ channels) when every
+    thread has an image, except 32-channel 8x8 layers, which the SIMD loops do faster; the
+    SIMD loops up to 64 channels where they cover the layer (setup.py built them), im2col +
+    GEMM per image beyond, whole-batch GEMMs with fewer images than threads."""
+    def rule(x_shape, k, threads=2, kernel=(3, 3), stride=(1, 1), padding=(1, 1, 1, 1)):
+        g = ConvGeometry(x_shape, kernel, stride, padding, (1, 1), out_channels=k)
         return cy_conv.choose(g, threads)
 
     gemm = "im2col" if cy_conv.HAVE_BLAS else "whole_batch"
     simd = "simd" if "simd" in cy_conv.STRATEGIES else gemm
-    assert rule((8, 16, 32, 32), 16) == simd  # ResNet-20's layers
-    assert rule((8, 64, 8, 8), 64) == simd
-    assert rule((8, 64, 16, 16), 128) == gemm  # 128 > 64 channels: the GEMMs are faster
-    assert rule((8, 128, 16, 16), 128) == gemm
+    winograd = "winograd" if cy_conv.HAVE_BLAS else gemm
+    assert rule((8, 16, 32, 32), 16) == simd  # ResNet-20's 16-channel layers: below 32 channels
+    assert rule((8, 32, 16, 16), 32) == winograd  # its 32-channel ones
+    assert rule((8, 64, 8, 8), 64) == winograd  # its 64-channel ones
+    assert rule((8, 32, 8, 8), 32) == simd  # a small plane with 32 channels: SIMD wins
+    assert rule((8, 32, 8, 8), 64) == simd
+    assert rule((8, 48, 8, 8), 48) == winograd
+    assert rule((8, 64, 16, 16), 128) == winograd
+    assert rule((8, 128, 16, 16), 128) == winograd
+    assert rule((8, 128, 16, 16), 128, stride=(2, 2)) == gemm  # strided: no Winograd
+    assert rule((8, 128, 16, 16), 128, padding=(3, 3, 3, 3)) == gemm  # padding > 2
+    assert rule((8, 128, 16, 16), 128, kernel=(5, 5)) == gemm
+    assert rule((8, 16, 32, 32), 16, stride=(2, 2)) == simd
     assert rule((1, 128, 16, 16), 128) == "whole_batch"  # fewer images than threads
+    assert rule((1, 128, 16, 16), 128, threads=1) == winograd
+
+
+def test_winograd_kernels_check_their_arrays():
+    """The compiled Winograd loops run without bounds checks: transformed weights, outputs or
+    work buffers of the wrong size are refused before they run."""
+    from tinygrad_cnn.kernels.cython import _winograd
+
+    x, y = np.ones((2, 3, 6, 6)), np.empty((2, 4, 6, 6))
+    size = _winograd.work_size(3, 4, 6, 6, 1)
+    with pytest.raises(ValueError, match="must be"):
+        _winograd.forward(x, np.ones((16, 4, 3)), y, np.empty((2, size)), 1, 1, 1)
+    with pytest.raises(ValueError, match="too small"):
+        _winograd.forward(x, np.ones((16, 3, 4)), y, np.empty((2, size - 1)), 1, 1, 1)
+    with pytest.raises(ValueError, match="does not fit"):  # padding 3: the input would pass the frame
+        _winograd.forward(x, np.ones((16, 3, 4)), y, np.empty((2, size)), 3, 1, 1)
+    with pytest.raises(ValueError, match="must be"):
+        _winograd.backward_weight(y, x, np.zeros((1, 16, 3, 4)), np.empty((2, size)), 1, 1, 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_winograd_finite_test_finds_every_inf_and_nan(dtype):
+    """all_finite decides whether Winograd runs (Inf - Inf would be NaN): an Inf or NaN in
+    the first, a middle or the last place, in a partial lane group or block, is found; the
+    largest finite values are finite."""
+    from tinygrad_cnn.kernels.cython import _winograd
+
+    for n in (1, 15, 17, 16384, 16385, 50001):
+        a = np.random.default_rng(n).standard_normal(n).astype(dtype)
+        assert _winograd.all_finite(a, 2)
+        assert _winograd.all_finite(np.full(n, np.finfo(dtype).max, dtype), 2)
+        for bad in (np.inf, -np.inf, np.nan):
+            for position in (0, n // 2, n - 1):
+                b = a.copy()
+                b[position] = bad
+                assert not _winograd.all_finite(b, 2) and not _winograd.all_finite(b, 1)
+    assert _winograd.all_finite(np.empty(0, dtype), 2)
 
 
 # --- backend selection --------------------------------------------------------------------------

@@ -1,12 +1,15 @@
 """The CPU kernels compiled ahead of time with Cython (``set_backend("cython")``).
 
 The kernel interface of docs/ARCHITECTURE.md compiled ahead of time, beside the Numba
-backend's just-in-time kernels. The convolution has the two im2col strategies of
-``conv.py`` (per image on each thread, or the whole batch in one GEMM); the Numba
-backend has two more (Winograd, channels-last patches), not written here yet:
+backend's just-in-time kernels. The convolution has the strategies of ``conv.py``: two
+im2col ones (per image on each thread, or the whole batch in one GEMM), Winograd's
+F(2x2, 3x3) (``winograd.py``) and the SIMD loops shared with Numba (``kernels/simd``); of
+the Numba backend's, channels-last patches are not written here:
 
     _conv.pyx       im2col / col2im loops; the per-image GEMMs call SciPy's BLAS (sgemm/dgemm
-                    from scipy.linalg.cython_blas), the whole-batch GEMM numpy.matmul
+                    from scipy.linalg.cython_blas, through _gemm.pxi), the whole-batch GEMM
+                    numpy.matmul
+    _winograd.pyx   the F(2x2, 3x3) tile transforms; each thread's 16 GEMMs call SciPy's BLAS
     _pool.pyx       max pooling (arg-max routing) and average pooling, forward and backward
     _batchnorm.pyx  training-mode batch normalization, forward and backward
     _residual.pyx   the fused residual add + ReLU

@@ -27,7 +27,6 @@ checks are off here. Each (n, c) plane is written by exactly one iteration, so t
 parallel loops have no races.
 """
 
-from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
 from cython cimport floating
 from cython.parallel cimport prange
 
@@ -44,41 +43,7 @@ cdef extern from *:
 
 OPENMP = bool(TGC_HAVE_OPENMP)  # was this extension compiled with OpenMP (parallel prange)?
 
-# Fortran BLAS GEMM, as scipy.linalg.cython_blas exports it (column-major, arguments by pointer)
-ctypedef void (*sgemm_t)(char*, char*, int*, int*, int*, float*, float*, int*, float*, int*,
-                         float*, float*, int*) noexcept nogil
-ctypedef void (*dgemm_t)(char*, char*, int*, int*, int*, double*, double*, int*, double*, int*,
-                         double*, double*, int*) noexcept nogil
-cdef sgemm_t _sgemm = NULL
-cdef dgemm_t _dgemm = NULL
-
-
-def set_blas(sgemm_capsule, dgemm_capsule):
-    """Use the GEMMs in these capsules (``scipy.linalg.cython_blas.__pyx_capi__``)."""
-    global _sgemm, _dgemm
-    _sgemm = <sgemm_t>PyCapsule_GetPointer(sgemm_capsule, PyCapsule_GetName(sgemm_capsule))
-    _dgemm = <dgemm_t>PyCapsule_GetPointer(dgemm_capsule, PyCapsule_GetName(dgemm_capsule))
-
-
-def have_blas():
-    """Whether set_blas was called, i.e. the *_batched kernels may run."""
-    return _sgemm != NULL and _dgemm != NULL
-
-
-cdef inline void gemm_rows(char trans_a, char trans_b, int m, int n, int k, const floating* a, int lda,
-                           const floating* b, int ldb, floating beta, floating* c, int ldc) noexcept nogil:
-    """Column-major C (m, n) = op(A) (m, k) @ op(B) (k, n) + beta C, for row-major callers.
-
-    A row-major matrix is the column-major matrix of its transpose, so the callers below
-    compute row-major C^T = B^T A^T by passing their operands swapped.
-    """
-    cdef floating alpha = 1
-    if floating is float:
-        _sgemm(&trans_a, &trans_b, &m, &n, &k, &alpha, <float*>a, &lda, <float*>b, &ldb, &beta, c, &ldc)
-    else:
-        _dgemm(&trans_a, &trans_b, &m, &n, &k, &alpha, <double*>a, &lda, <double*>b, &ldb, &beta, c, &ldc)
-
-
+include "_gemm.pxi"
 include "_windows.pxi"
 
 

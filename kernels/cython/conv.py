@@ -1,10 +1,12 @@
 """Convolution kernels of the Cython backend: compiled im2col/col2im, matrix products in BLAS.
 
-Three strategies (:func:`choose` picks one; the Function of ``nn.functional`` records the
-choice at forward and passes it back at backward): ``"simd"``, the direct loops with the
-output in vector registers of ``kernels/simd`` (shared with the Numba backend), for the
-float32 layers they cover with up to 64 channels (more, and the GEMMs win); and two
-im2col + GEMM ones:
+Four strategies (:func:`choose` picks one; the Function of ``nn.functional`` records the
+choice at forward and passes it back at backward): ``"winograd"``, F(2x2, 3x3) for 3x3
+stride-1 layers (``winograd.py``, loops in _winograd.pyx: 16 GEMMs of transformed tiles on
+each thread, 4 instead of 9 multiply-adds per output and channel pair); ``"simd"``, the
+direct loops with the output in vector registers of ``kernels/simd`` (shared with the Numba
+backend), for the float32 layers they cover with up to 64 channels (more, and the GEMMs win);
+and two im2col + GEMM ones:
 
 * ``"im2col"`` (SciPy's BLAS available and N >= threads, the training case): the compiled
   kernels in _conv.pyx split the batch over the OpenMP threads; each thread builds the
@@ -32,7 +34,7 @@ import numpy as np
 
 from ..blas_threads import single_thread_blas
 from ..simd import conv as simd
-from . import MAX_THREADS, import_compiled, threads_for
+from . import MAX_THREADS, import_compiled, threads_for, winograd
 from ._blas import connect
 from ._checks import floats, shaped
 
@@ -42,26 +44,56 @@ HAVE_BLAS = connect(_conv)  # SciPy's GEMM for the per-image kernels
 __all__ = ["STRATEGIES", "choose", "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight",
            "im2col", "col2im"]
 
-STRATEGIES = ("im2col", "whole_batch") + (("simd",) if simd.available() else ())
+STRATEGIES = ("im2col", "whole_batch", "winograd") + (("simd",) if simd.available() else ())
+
+# The rule's thresholds, measured fwd + both gradients, float32, 2 threads, kernels alone in
+# round-robin races, as multiples of Numba's Winograd on the same layer: Cython's Winograd
+# 0.92 (32ch 16x16 b32), 0.91 (b128), 1.01 (128ch 16x16 b32), 0.78 (64ch 8x8 b32), 0.75
+# (b128), where the SIMD loops took 1.41, 1.34, 2.63, 0.89, 0.99. But on small output planes
+# the SIMD loops (their channel-vector layout) beat Winograd's GEMMs with 32 as the inner or
+# outer dimension: 32ch 8x8 0.64 against 0.78 (b32), 0.73 against 0.83 (b128), 32->64 8x8
+# 0.78 against 0.88, 32ch 4x4 0.76 against 0.79; not at 48 channels (8x8: 1.90 against 0.92).
+WINOGRAD_MIN_CHANNELS = 32   # as Numba's rule
+SIMD_SMALL_PLANE = (32, 64)  # (fewer channels up to which, output pixels up to which) simd stays
 
 
 def choose(g, threads: int | None = None) -> str:
-    """``"simd"`` (the direct SIMD loops of kernels/simd, shared with the Numba backend) for
-    the layers they cover with at most ``simd.MAX_CHANNELS`` input and output channels; else
-    ``"im2col"`` when every thread gets at least one image (and SciPy's BLAS is there), else
-    ``"whole_batch"``."""
+    """The rule, for geometry ``g`` and ``threads`` (default: the OpenMP threads):
+
+    * ``"winograd"`` for the layers Numba's rule sends to Winograd (3x3, stride 1, undilated,
+      ungrouped, padding <= 2, at least WINOGRAD_MIN_CHANNELS input and output channels) when
+      every thread gets at least one image and SciPy's BLAS is there, except the layers of
+      the next line with at most SIMD_SMALL_PLANE[0] input or output channels (the fewer of
+      the two) on output planes of at most SIMD_SMALL_PLANE[1] pixels (32-channel layers at
+      8x8), where the SIMD loops are faster;
+    * ``"simd"`` (the direct SIMD loops of kernels/simd, shared with the Numba backend) for
+      the layers they cover with at most ``simd.MAX_CHANNELS`` input and output channels;
+    * else ``"im2col"`` when every thread gets at least one image (and SciPy's BLAS is
+      there), else ``"whole_batch"`` (one image: its multi-threaded GEMMs beat Winograd on
+      one thread, 256ch 8x8 2.8 against 9.0 ms, 128ch 16x16 3.0 against 4.0).
+    """
     threads = MAX_THREADS if threads is None else threads
-    if simd.applies(g) and max(g.input_shape[1], g.out_channels) <= simd.MAX_CHANNELS:
+    n, c = g.input_shape[:2]
+    narrow, wide = sorted((c, g.out_channels))
+    simd_covers = simd.applies(g) and wide <= simd.MAX_CHANNELS
+    per_image = HAVE_BLAS and n >= threads
+    small_plane = narrow <= SIMD_SMALL_PLANE[0] and g.out_height * g.out_width <= SIMD_SMALL_PLANE[1]
+    if (per_image and winograd.HAVE_BLAS and winograd.applies(g) and narrow >= WINOGRAD_MIN_CHANNELS
+            and not (simd_covers and small_plane)):
+        return "winograd"
+    if simd_covers:
         return "simd"
-    return "im2col" if HAVE_BLAS and g.input_shape[0] >= threads else "whole_batch"
+    return "im2col" if per_image else "whole_batch"
 
 
 def _strategy(g, plan) -> str:
     plan = choose(g) if plan is None else plan
     if plan not in STRATEGIES:
         raise ValueError(f"unknown cython conv strategy {plan!r}; expected one of {STRATEGIES}")
-    if plan == "simd" and not simd.applies(g):
-        plan = "im2col"
+    if (plan == "simd" and not simd.applies(g)) or (plan == "winograd" and not winograd.applies(g)):
+        plan = "im2col"  # a test may force a strategy on a layer it does not cover
+    if plan == "winograd" and not winograd.HAVE_BLAS:
+        plan = "whole_batch"
     return "whole_batch" if plan == "im2col" and not HAVE_BLAS else plan
 
 
@@ -125,6 +157,9 @@ def conv2d_forward(x: np.ndarray, weight: np.ndarray, g, plan: str | None = None
     strategy = _strategy(g, plan)
     if strategy == "simd":
         return simd.forward(x, weight, g, MAX_THREADS, _PerImage)
+    if strategy == "winograd":
+        with single_thread_blas:
+            return winograd.forward(x, weight, g, _PerImage)
     if strategy == "im2col":
         y = np.empty(g.output_shape, dtype=x.dtype)
         with single_thread_blas:
@@ -152,6 +187,9 @@ def conv2d_backward_input(grad_y: np.ndarray, weight: np.ndarray, g, plan: str |
     strategy = _strategy(g, plan)
     if strategy == "simd":
         return simd.backward_input(grad_y, weight, g, MAX_THREADS, _PerImage)
+    if strategy == "winograd":
+        with single_thread_blas:
+            return winograd.backward_input(grad_y, weight, g, _PerImage)
     grad_x = np.zeros(g.input_shape, dtype=grad_y.dtype)
     if strategy == "im2col":
         with single_thread_blas:
@@ -175,6 +213,9 @@ def conv2d_backward_weight(grad_y: np.ndarray, x: np.ndarray, g, plan: str | Non
     strategy = _strategy(g, plan)
     if strategy == "simd":
         return simd.backward_weight(grad_y, x, g, MAX_THREADS, _PerImage)
+    if strategy == "winograd":
+        with single_thread_blas:
+            return winograd.backward_weight(grad_y, x, g, _PerImage)
     if strategy == "im2col":
         partial = np.zeros((MAX_THREADS, int(np.prod(weight_shape))), dtype=x.dtype)
         kh, kw = g.kernel
