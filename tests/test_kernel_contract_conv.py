@@ -75,6 +75,17 @@ def test_conv_kernels_equal_reference(backend, case):
     check_conv(backend, case)
 
 
+@pytest.mark.parametrize("backend", COMPILED)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_tap_left_of_the_whole_output_row(backend, dtype):
+    """Found by the thorough profile: with left padding 2 and dilation 2 the first tap of a
+    1x3 kernel reads padding for every output of the row (its first valid column is past
+    OW); the Cython im2col zeroed past the row, into the next image's columns of the
+    whole-batch buffer, and "whole_batch" gave 0.21 where the definition gives 0.31."""
+    g = ConvGeometry((2, 1, 1, 3), (1, 3), (1, 1), (0, 0, 2, 0), (1, 2), out_channels=1, groups=1)
+    check_conv(backend, dict(geometry=g, dtype=dtype, seed=0, shares=2, stacked=1))
+
+
 @st.composite
 def winograd_cases(draw):
     """The layers Numba's Winograd covers: 3x3, stride 1, no dilation, one group, padding 0-2."""

@@ -62,8 +62,12 @@ cdef void im2col_plane(const floating* src, Py_ssize_t height, Py_ssize_t width,
         oy_hi = end_valid(off_y, sh, height, oh)
         for j in range(kw):
             off_x = j * dw - left
-            ox_lo = first_valid(off_x, sw)
-            ox_hi = end_valid(off_x, sw, width, ow)
+            # a tap left of the whole output row (left padding beyond the taps before it) has
+            # its first valid column past OW (and end_valid never returns less than it): clip
+            # both to the row, or the loops below write past it (into the next image's
+            # columns when cols is a transposed view)
+            ox_lo = min(first_valid(off_x, sw), ow)
+            ox_hi = max(min(end_valid(off_x, sw, width, ow), ow), ox_lo)
             out = dst + (i * kw + j) * row_stride      # KW (not KH) strides the row index
             for oy in range(oh):
                 if oy < oy_lo or oy >= oy_hi:          # the whole output row reads padding
