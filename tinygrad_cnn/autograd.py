@@ -151,89 +151,97 @@ class Function:
 
 
 def topological_order(root: Tensor) -> list[Tensor]:
-    """Tensors of the graph ending at ``root``, every tensor after its inputs.
+    """Tensors of the graph ending at ``root``, every tensor after its inputs (a freed
+    intermediate appears as its creator's stand-in): :func:`graph_order` as tensors."""
+    return [node.output_tensor() if isinstance(node, Function) else node for node in graph_order(root)]
 
-    The invariant backward relies on: in ``reversed(order)`` a tensor comes after
-    every tensor that reads it, on every graph. So when backward reaches a tensor,
+
+def graph_order(root: Tensor) -> list:
+    """The nodes of the graph ending at ``root`` (a Function stands for the tensor it made, a
+    leaf tensor for itself), every node after its inputs.
+
+    The invariant backward relies on: in ``reversed(order)`` a node comes after
+    every node that reads it, on every graph. So when backward reaches a node,
     every op that used it has already sent its share of the gradient, even when an
     op reads a tensor together with one of its own descendants (``x * x.exp()``,
     ``cat([skip, up(skip)])``).
 
     Depth-first post-order with an explicit stack (a chain of 10,000 operations
-    needs no deep Python recursion). A tensor is marked visited when it is
+    needs no deep Python recursion). A node is marked visited when it is
     *expanded*, not when it is pushed: it may sit on the stack several times, but
     only its first expansion counts, and it is appended to ``order`` only after
     all of its inputs were appended (they were pushed above its "done" marker).
     """
-    order: list[Tensor] = []
+    order: list = []
     visited: set[int] = set()
-    stack = [(root, False)]
+    stack = [(_node_of(root), False)]
     while stack:
-        tensor, inputs_done = stack.pop()
+        node, inputs_done = stack.pop()
         if inputs_done:
-            order.append(tensor)
+            order.append(node)
             continue
-        if _node(tensor) in visited:
+        if id(node) in visited:
             continue
-        visited.add(_node(tensor))
-        stack.append((tensor, True))
-        fn = tensor._creator
-        if fn is not None:
-            if fn.released:
+        visited.add(id(node))
+        stack.append((node, True))
+        if isinstance(node, Function):
+            if node.released:
                 raise RuntimeError(
                     "backward through a graph a second time: its saved arrays were freed "
                     "by the first backward; pass retain_graph=True to the first call"
                 )
-            for parent in fn.inputs:
-                if parent.requires_grad and _node(parent) not in visited:
+            for parent, needs in zip(node.parents, node.needs_input_grad):
+                if needs and id(parent) not in visited:
                     stack.append((parent, False))
     return order
 
 
-def _node(tensor: Tensor) -> int:
-    """The graph node a tensor stands for: its creator (one per result, whether the tensor or
-    its stand-in is at hand), or for a leaf the tensor itself."""
-    return id(tensor._creator) if tensor._creator is not None else id(tensor)
+def _node_of(tensor: Tensor):
+    """The graph node a tensor stands for: its creator, or for a leaf the tensor itself."""
+    return tensor._creator if tensor._creator is not None else tensor
+
+
+def _shape_and_dtype(node) -> tuple:
+    return node._output_meta[:2] if isinstance(node, Function) else (node.shape, node.dtype)
 
 
 def run_backward(root: Tensor, grad_root, retain_graph: bool = False) -> None:
     """Propagate ``grad_root`` = dL/d(root) to every leaf that requires a gradient.
 
-    Gradients of intermediate tensors live only in a local dictionary; leaves
-    accumulate theirs into ``.grad`` (as in PyTorch). Unless ``retain_graph``,
-    each node's Function is dropped once used, releasing the saved arrays, so
-    memory stays flat over many training steps.
+    Gradients of intermediate results live only in a local dictionary, keyed by the
+    Function that made them; leaves accumulate theirs into ``.grad`` (as in PyTorch).
+    Unless ``retain_graph``, each node's Function is dropped once used, releasing the
+    saved arrays, so memory stays flat over many training steps.
     """
     from tinygrad_cnn.tensor import Tensor
 
-    grads = {_node(root): grad_root}
-    for tensor in reversed(topological_order(root)):
-        grad = grads.pop(_node(tensor), None)
+    grads = {id(_node_of(root)): grad_root}
+    for node in reversed(graph_order(root)):
+        grad = grads.pop(id(node), None)
         if grad is None:
             continue
-        fn = tensor._creator
-        if fn is None:  # a leaf: accumulate
-            if tensor.grad is None:  # copy: an op may hand the same array to several inputs
-                tensor.grad = Tensor._wrap(grad.copy())
+        if not isinstance(node, Function):  # a leaf: accumulate
+            if node.grad is None:  # copy: an op may hand the same array to several inputs
+                node.grad = Tensor._wrap(grad.copy())
             else:
-                tensor.grad = Tensor._wrap(tensor.grad.data + grad)
+                node.grad = Tensor._wrap(node.grad.data + grad)
             continue
+        fn = node
         with no_grad():
             input_grads = fn.backward(grad)
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
-        for parent, needs, g in zip(fn.inputs, fn.needs_input_grad, input_grads):
+        for parent, needs, g in zip(fn.parents, fn.needs_input_grad, input_grads):
             if not needs or g is None:
                 continue
-            if g.shape != parent.shape:
+            shape, dtype = _shape_and_dtype(parent)
+            if g.shape != shape:
                 raise RuntimeError(
-                    f"{fn!r} returned a gradient of shape {g.shape} for an input of shape "
-                    f"{parent.shape}"
-                )
-            if g.dtype != parent.dtype:
-                g = g.astype(parent.dtype)
-            previous = grads.get(_node(parent))
-            grads[_node(parent)] = g if previous is None else previous + g
+                    f"{fn!r} returned a gradient of shape {g.shape} for an input of shape {shape}")
+            if g.dtype != dtype:
+                g = g.astype(dtype)
+            previous = grads.get(id(parent))
+            grads[id(parent)] = g if previous is None else previous + g
         if not retain_graph:  # free the saved arrays and the links to the inputs
             fn.__dict__.clear()
             fn.released = True
