@@ -307,6 +307,14 @@ def _output_transform_adjoint(gyt, OH, OW, dM, t0, TH, TW, work):
 
 
 # ------------------------------------------------------------------ the kernels
+# The 16 matrices V[xi] (and M[xi]) lie S*P*C values apart, often a multiple of 4 KiB (32
+# channels, 64 tiles, 4 samples: 32 KiB); a transform step writes 4 of them at once, and
+# addresses 4 KiB apart share L1 sets (and the CPU's store-to-load alias checks), so the
+# step stalled. One spare row per matrix (C values: 128 bytes at 32 channels) moves them
+# apart (the Cython kernels pad their planes by a cache line for the same reason).
+_SPARE = 1
+
+
 @njit(cache=True, nogil=True)
 def _forward_share(x, U, y, top, left, S, t, T):
     """y (N, K, OH, OW) = the stride-1 3x3 correlation of x (N, C, H, W) zero-padded by
@@ -319,8 +327,9 @@ def _forward_share(x, U, y, top, left, S, t, T):
     TH, TW = (OH + 1) // 2, (OW + 1) // 2
     P = TH * TW
     xp = np.empty((2 * TH + 2, 2 * TW + 2, C), dtype=x.dtype)
-    V = np.empty((16, S * P, C), dtype=x.dtype)
-    M = np.empty((16, S * P, K), dtype=x.dtype)
+    # one spare row per matrix (see _SPARE)
+    V = np.empty((16, S * P + _SPARE, C), dtype=x.dtype)
+    M = np.empty((16, S * P + _SPARE, K), dtype=x.dtype)
     yt = np.empty((OH * OW, K), dtype=x.dtype)
     work = np.empty(16 * max(C, K), dtype=x.dtype)
     for n0 in range(first, last, S):
@@ -348,8 +357,8 @@ def _backward_weight_share(gy, x, partial, top, left, S, t, T):
     TH, TW = (OH + 1) // 2, (OW + 1) // 2
     P = TH * TW
     xp = np.empty((2 * TH + 2, 2 * TW + 2, C), dtype=x.dtype)
-    V = np.empty((16, S * P, C), dtype=x.dtype)
-    dM = np.empty((16, S * P, K), dtype=x.dtype)
+    V = np.empty((16, S * P + _SPARE, C), dtype=x.dtype)
+    dM = np.empty((16, S * P + _SPARE, K), dtype=x.dtype)
     gyt = np.empty((OH * OW, K), dtype=x.dtype)
     work = np.empty(16 * max(C, K), dtype=x.dtype)
     tmp = np.empty((C, K), dtype=x.dtype)
