@@ -245,21 +245,25 @@ def _padded_channels_last(planes, H, W, xp, top, left):
 @njit(cache=True)
 def _input_transform(xp, V, t0, TH, TW, work):
     """V[xi, t0 + th*TW + tw, :] = (B^T d B)[xi] for the 4x4 tile d at (2th, 2tw) of xp,
-    vectorised over the channels; ``work`` holds the tile after the first step."""
+    vectorised over the channels. The first step (B^T d, down the columns) runs once per
+    row of tiles over the 4 whole rows of xp into ``work`` (4 Wp C values): one long loop
+    instead of four short ones per tile, and neighbouring tiles, which share two columns,
+    do not repeat it (one thread, fwd + both gradients, b32, 32 channels: 32x32 19.4-19.6 ->
+    16.5-17.9 ms, 16x16 4.6-4.8 -> 4.5-4.6 ms); the second (. B, along the rows) runs per
+    tile."""
     Hp, Wp, C = xp.shape
     P = V.shape[1]
     src = xp.reshape(Hp * Wp * C)
     dst = V.reshape(16 * P * C)
-    half = work[:16 * C]
+    row = Wp * C
+    half = work[:4 * row]
     s = P * C
     for th in range(TH):
+        _input_step(src, 2 * th * row, row, half, 0, row, row)  # B^T d: 4 rows -> 4 rows
         for tw in range(TW):
             t = t0 + th * TW + tw
-            b = (2 * th * Wp + 2 * tw) * C
-            for j in range(4):  # B^T d: down each of the tile's columns
-                _input_step(src, b + j * C, Wp * C, half, j * C, 4 * C, C)
-            for i in range(4):  # (B^T d) B: along each row
-                _input_step(half, 4 * i * C, C, dst, 4 * i * s + t * C, s, C)
+            for i in range(4):  # (B^T d) B: along each row of the tile
+                _input_step(half, i * row + 2 * tw * C, C, dst, 4 * i * s + t * C, s, C)
 
 
 @njit(cache=True)
@@ -331,7 +335,7 @@ def _forward_share(x, U, y, top, left, S, t, T):
     V = np.empty((16, S * P + _SPARE, C), dtype=x.dtype)
     M = np.empty((16, S * P + _SPARE, K), dtype=x.dtype)
     yt = np.empty((OH * OW, K), dtype=x.dtype)
-    work = np.empty(16 * max(C, K), dtype=x.dtype)
+    work = np.empty(max(16 * max(C, K), 4 * (2 * TW + 2) * C), dtype=x.dtype)
     for n0 in range(first, last, S):
         m = min(S, last - n0)
         for j in range(m):
@@ -360,7 +364,7 @@ def _backward_weight_share(gy, x, partial, top, left, S, t, T):
     V = np.empty((16, S * P + _SPARE, C), dtype=x.dtype)
     dM = np.empty((16, S * P + _SPARE, K), dtype=x.dtype)
     gyt = np.empty((OH * OW, K), dtype=x.dtype)
-    work = np.empty(16 * max(C, K), dtype=x.dtype)
+    work = np.empty(max(16 * max(C, K), 4 * (2 * TW + 2) * C), dtype=x.dtype)
     tmp = np.empty((C, K), dtype=x.dtype)
     flat = acc.reshape(16 * C * K)
     for j in range(16 * C * K):
