@@ -95,6 +95,38 @@ def test_a_freed_input_appears_as_one_stand_in_without_data():
     np.testing.assert_allclose(x.grad.numpy(), np.exp(x.numpy()) * (2 + 2 * np.exp(x.numpy())))
 
 
+def test_a_graph_without_backward_is_freed_without_the_cycle_collector():
+    """No reference cycles: with the cycle collector off, dropping a result frees its graph
+    and the arrays saved for backward, also after walks that made stand-ins and through a
+    module with backward hooks (whose call records hold the wrapped inputs' Functions)."""
+    import tinygrad_cnn.nn as nn
+
+    layer = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    layer.register_full_backward_hook(lambda module, grad_input, grad_output: None)
+    x = Tensor(np.ones((2, 3), dtype=np.float32), requires_grad=True)
+    gc.disable()
+    try:
+        doubled = x * 2
+        upstream = weakref.ref(doubled._creator)  # what the hooked module's input came from
+        out = layer(doubled)  # the hook walks the module's graph
+        del doubled
+        from tinygrad_cnn.autograd import topological_order
+
+        topological_order(out.sum())  # a walk that makes stand-ins
+        del out
+        assert upstream() is None
+    finally:
+        gc.enable()
+
+
+def test_requires_grad_cannot_be_turned_off_on_a_result():
+    x = Tensor(np.ones(2), requires_grad=True)
+    y = x * 2
+    with pytest.raises(RuntimeError, match="leaf tensor"):
+        y.requires_grad = False
+    y.detach().requires_grad = False  # a leaf: allowed
+
+
 def test_retain_graph_allows_a_second_backward():
     x = Tensor(2.0, requires_grad=True)
     y = x * x
@@ -260,6 +292,20 @@ def test_relu_passes_the_gradient_of_a_nan_as_pytorch_and_leaky_relu_scales_it()
     x.zero_grad()
     x.leaky_relu(0.1).sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), [0.1, 0.1, 1.0])  # torch's leaky_relu
+
+
+def test_relu_of_minus_infinity_is_zero_in_both_relus():
+    """Tensor.relu (array math) and F.relu (the kernels) agree: max(-inf, 0) = 0, not the
+    NaN of -inf * 0."""
+    import tinygrad_cnn.nn.functional as F
+
+    x = np.array([-np.inf, np.inf, -2.0, 0.0, np.nan])
+    for relu in (lambda t: t.relu(), F.relu):
+        t = Tensor(x, requires_grad=True)
+        y = relu(t)
+        y.sum().backward()
+        np.testing.assert_array_equal(y.numpy(), [0.0, np.inf, 0.0, 0.0, np.nan])
+        np.testing.assert_array_equal(t.grad.numpy(), [0.0, 1.0, 0.0, 0.0, 1.0])
 
 
 def test_gradients_at_edge_points_are_pytorchs():

@@ -104,6 +104,17 @@ def watch(page, process, lines, seen, tmp_path: Path) -> None:
     page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
     # the curve grows as batches finish, and every layer's maps are drawn
     wait(page, f"{POINTS} >= 20", 120)
+    # pause stops training; resume lets it go on (first, while most of the 90 batches are
+    # still to come: later, a fast run could finish between reading the state and the click)
+    assert page.evaluate(STATE) == "training", page.evaluate(STATE)
+    page.click("#pause")
+    wait(page, f"{STATE} === 'paused' || {STATE} === 'finished'")
+    assert page.evaluate(STATE) == "paused", "training finished before the pause click was handled"
+    points = page.evaluate(POINTS)
+    time.sleep(1.0)
+    assert page.evaluate(POINTS) == points and page.text_content("#pause") == "Resume"
+    page.click("#pause")
+    wait(page, f"{STATE} !== 'paused'")
     wait(page, "document.querySelectorAll('#network canvas.map[data-drawn]').length >= 20"
                " && document.querySelectorAll('#grid .tile').length >= 8")
     layers = texts(page, "#network .layer .name")
@@ -118,15 +129,6 @@ def watch(page, process, lines, seen, tmp_path: Path) -> None:
     shown_input = data_url(page, INPUT_MAP)
     assert shown_input != first_input and shown_input == data_url(page, f"{SIXTH} canvas")  # that very image
     assert data_url(page, CONV_MAP) != first_conv
-    # pause stops training; resume lets it go on
-    if page.evaluate(STATE) == "training":
-        page.click("#pause")
-        wait(page, f"{STATE} === 'paused'")
-        points = page.evaluate(POINTS)
-        time.sleep(1.0)
-        assert page.evaluate(POINTS) == points and page.text_content("#pause") == "Resume"
-        page.click("#pause")
-        wait(page, f"{STATE} !== 'paused'")
     # the end: every batch on the curve, each prediction captioned, the wrong ones marked
     wait(page, f"{STATE} === 'finished'", 180)
     wait(page, f"{POINTS} === {EPOCHS * BATCHES}")

@@ -129,12 +129,14 @@ class Function:
 
     def output_tensor(self) -> Tensor:
         """The tensor this Function made; once nobody holds it, a stand-in with its shape,
-        dtype and creator and no data of its own (a broadcast 0-d array), the same object on
-        every call, so that the graph's walks see one node."""
+        dtype and creator and no data of its own (a broadcast 0-d array): the same object for
+        as long as someone holds it, so one walk of the graph sees one node. The Function
+        refers to its stand-in weakly: a strong link both ways would be a reference cycle,
+        and the Function's saved arrays would wait for Python's cycle collector."""
         output = self._output()
         if output is not None:
             return output
-        standin = self.__dict__.get("_standin")
+        standin = self._standin() if "_standin" in self.__dict__ else None
         if standin is None:
             from tinygrad_cnn.device import array_module
             from tinygrad_cnn.tensor import Tensor
@@ -143,7 +145,7 @@ class Function:
             xp = array_module(device)
             standin = Tensor._wrap(xp.broadcast_to(xp.zeros((), dtype=dtype), shape))
             standin._requires_grad, standin._creator = True, self
-            self._standin = standin
+            self._standin = weakref.ref(standin)
         return standin
 
     def __repr__(self) -> str:

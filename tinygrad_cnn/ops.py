@@ -266,7 +266,7 @@ class LeakyReLU(Function):
         self.slope = negative_slope
         if negative_slope == 0.0:
             self.positive = ~(x <= 0)
-            return x * self.positive
+            return xp_of(x).where(self.positive, x, x.dtype.type(0))  # (x * mask: -inf * 0 = NaN)
         self.positive = x > 0
         return xp_of(x).where(self.positive, x, x * x.dtype.type(negative_slope))
 

@@ -224,18 +224,20 @@ class _FieldTracker:
     def get(self, t: Tensor) -> tuple[float, float, float, float]:
         if id(t) in self.info:
             return self.info[id(t)]
-        best, stack, seen = None, [t], {id(t)}
+        best, stack, seen = None, [t], set()
         while stack:  # walk the graph back to the nearest tensors we know
             current = stack.pop()
-            if id(current) in self.info:
+            if id(current) in self.info:  # (tensors in info are kept alive: ids stay theirs)
                 value = self.info[id(current)]
                 best = value if best is None else tuple(max(a, b) for a, b in zip(best, value))
                 continue
             creator = current._creator
-            for parent in getattr(creator, "inputs", ()) if creator is not None else ():
-                if id(parent) not in seen:
-                    seen.add(id(parent))
-                    stack.append(parent)
+            # seen by creator, not by tensor: a freed intermediate's stand-in may be gone, and
+            # its id reused, before the walk ends; its creator lives as long as the graph
+            if creator is None or id(creator) in seen:
+                continue
+            seen.add(id(creator))
+            stack.extend(getattr(creator, "inputs", ()))
         return best if best is not None else (1.0, 1.0, 1.0, 1.0)
 
     def through(self, module: Module, x: Tensor, y: Tensor) -> tuple[float, float, float, float]:

@@ -131,6 +131,9 @@ class Tensor:
     @requires_grad.setter
     def requires_grad(self, value: bool) -> None:
         value = check_flag("Tensor", "requires_grad", value)
+        if not value and self._creator is not None:  # PyTorch's rule: the graph already reads it
+            raise RuntimeError("requires_grad can only be turned off on a leaf tensor; use "
+                               "y.detach() for a copy of a result that is cut from the graph")
         if value and self.data.dtype not in FLOAT_DTYPES:
             raise TypeError(
                 f"only float32/float64 tensors can require gradients, this one is {self.data.dtype}"

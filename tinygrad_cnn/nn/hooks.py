@@ -27,6 +27,7 @@ gradient alone, as PyTorch's does for a first layer whose input needs no gradien
 from __future__ import annotations
 
 import itertools
+import weakref
 from collections import OrderedDict
 
 from tinygrad_cnn.autograd import Function, is_grad_enabled
@@ -119,10 +120,10 @@ class _BackwardHookCall:
     def __init__(self, module, args: tuple) -> None:
         self.module = module
         self.tensor_positions = [i for i, a in enumerate(args) if isinstance(a, Tensor)]
-        # id(the _PassThrough Function of a wrapped input) -> position in grad_input; the
-        # Functions are kept in ``wrappers`` (the graph keeps creators, not intermediate tensors)
-        self.wrapped: dict[int, int] = {}
-        self.wrappers: list = []
+        # id(the _PassThrough Function of a wrapped input) -> (a weak reference to it, its
+        # position in grad_input): the graph keeps creators, not intermediate tensors, so the
+        # walk meets the Function; weakly, since the Function refers to this call (no cycle)
+        self.wrapped: dict[int, tuple] = {}
         self.expected: set[int] = set()
         self.received: dict[int, object] = {}
         self.grad_output: tuple | None = None
@@ -133,8 +134,8 @@ class _BackwardHookCall:
             x = args[position]
             if x.requires_grad:
                 args[position] = _PassThrough.apply(x, call=self, side="input", index=slot)
-                self.wrappers.append(args[position]._creator)
-                self.wrapped[id(args[position]._creator)] = slot
+                wrapper = args[position]._creator
+                self.wrapped[id(wrapper)] = (weakref.ref(wrapper), slot)
         return tuple(args)
 
     def wrap_output(self, output):
@@ -150,17 +151,20 @@ class _BackwardHookCall:
 
     def _reached_inputs(self, output: Tensor) -> set[int]:
         """Slots of the wrapped inputs that ``output`` depends on (a walk of the module's graph)."""
-        reached, seen, stack = set(), set(), [output]
+        # walked by creators (alive while ``output`` is), not by tensors: a stand-in of a
+        # freed intermediate may be gone, and its id reused, before the walk ends
+        reached, seen, stack = set(), set(), [output._creator]
         while stack:
-            t = stack.pop()
-            if id(t) in seen:
+            fn = stack.pop()
+            if fn is None or id(fn) in seen:
                 continue
-            seen.add(id(t))
-            if t._creator is not None and id(t._creator) in self.wrapped:
-                reached.add(self.wrapped[id(t._creator)])
+            seen.add(id(fn))
+            ref, slot = self.wrapped.get(id(fn), (None, None))
+            if ref is not None and ref() is fn:
+                reached.add(slot)
                 continue
-            if t._creator is not None:
-                stack.extend(p for p in t._creator.inputs if p.requires_grad)
+            stack.extend(p for p, needs in zip(fn.parents, fn.needs_input_grad)
+                         if needs and isinstance(p, Function))
         return reached
 
     def output_gradient(self, grad):
