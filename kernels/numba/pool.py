@@ -148,9 +148,9 @@ def _avg_backward(gy, gx, KH, KW, sh, sw, ph, pw, count_include_pad, divisor, t,
 # the input. The general loops above pay for their clipping (two calls of _taps or _extent
 # and variable-length window loops per output); with the window fixed the four reads are
 # straight-line code. Same results, bit for bit: the same comparisons and the same order of
-# additions. Forward + backward, float32, 2 threads (benchmarks/run.py, run 8 -> run 9):
-# 64x6x28x28 max 1.59 -> 0.50 ms, average 1.98 -> 0.62 ms; 128x16x32x32 max 10.4 -> 3.4 ms,
-# average 12.5 -> 2.9 ms.
+# additions. Forward + backward, float32, 2 threads (benchmarks/run.py, run 8 -> run 10):
+# 64x6x28x28 max 1.59 -> 0.69 ms, average 1.98 -> 0.63 ms; 128x16x32x32 max 10.4 -> 3.1 ms,
+# average 12.5 -> 2.7 ms.
 @njit(cache=True, nogil=True)
 def _max_forward_2x2(x, y, idx, t, T):
     """:func:`_max_forward` for 2x2 windows at stride 2 inside the input."""
