@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import hypothesis.strategies as st
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 
 from tests.kernel_backends import COMPILED, DTYPES, assert_close, compiled, conv_plans, data, reference
 from tinygrad_cnn.nn.functional.geometry import ConvGeometry
@@ -218,7 +218,43 @@ SIMD_LAYERS = [  # (input shape, kernel, stride, padding, dilation, out_channels
     ((2, 8, 18, 20), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 12),   # a partial last vector, 4-channel blocks
     ((2, 5, 33, 35), (3, 2), (1, 1), (2, 0, 1, 3), (2, 2), 6),    # dilated, asymmetric, K % 4 != 0
     ((3, 1, 28, 28), (5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 6),    # LeNet-5's first layer
+    # the 3x3 blocks of 8 channels x two output vectors (AVX-512), paired along the rows:
+    ((2, 8, 15, 16), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 8),    # an odd row count: the last alone
+    ((1, 8, 7, 40), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 24),    # pairs across rows, a partial vector
+    ((2, 16, 20, 20), (3, 3), (1, 1), (2, 2, 2, 2), (2, 2), 16),  # dilated 3x3
 ]
+
+
+@st.composite
+def pixel_layers(draw):
+    """Layers of the SIMD loops' pixel layout (stride 1, output rows of 16 or more): channels
+    mostly multiples of 8 (the 3x3 blocks of 8 channels x two vectors, paired along a row or
+    across rows) and sometimes not, odd and even row counts, partial last vectors."""
+    def channels():
+        return draw(st.sampled_from([8, 16, 24, 32])) if draw(st.booleans()) else draw(st.integers(1, 20))
+    c, k = channels(), channels()
+    kh, kw = (3, 3) if draw(st.integers(0, 3)) else (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    padding = tuple(draw(st.integers(0, 2)) for _ in range(4))
+    out_h, out_w = draw(st.integers(1, 7)), draw(st.integers(16, 50))
+    h = out_h + dh * (kh - 1) - padding[0] - padding[1]
+    w = out_w + dw * (kw - 1) - padding[2] - padding[3]
+    assume(h >= 1 and w >= 1)
+    g = ConvGeometry((draw(st.integers(1, 4)), c, h, w), (kh, kw), (1, 1), padding, (dh, dw), out_channels=k)
+    return dict(geometry=g, dtype=np.float32, shares=draw(st.integers(1, 3)), seed=draw(st.integers(0, 2**16)))
+
+
+@pytest.mark.parametrize("backend", ["numba", "cython"])
+@given(case=pixel_layers())
+def test_simd_pixel_layout_equals_reference(backend, case):
+    """The pixel layout's loops (and the 3x3 blocks where AVX-512 has them) on drawn layers."""
+    simd = pytest.importorskip("tinygrad_cnn.kernels.simd.conv")
+    if not simd.available():
+        pytest.skip("the SIMD extension was not built")
+    assert simd.layout(case["geometry"]) == "pixels"
+    kernels = compiled(backend, "conv")
+    plans = [kernels.Plan("simd", case["shares"])] if backend == "numba" else ["simd"]
+    check_conv(backend, case, plans)
 
 
 @pytest.mark.parametrize("backend", ["numba", "cython"])  # the CPU backends that offer it
@@ -238,3 +274,28 @@ def test_simd_strategy_on_the_layers_it_covers(backend, layer):
     plans = [kernels.Plan("simd", shares) for shares in (1, 2, 3)] if backend == "numba" else ["simd"]
     for dtype in DTYPES:
         check_conv(backend, dict(geometry=g, dtype=dtype, seed=sum(shape)), plans)
+
+
+@pytest.mark.parametrize("backend", ["numba", "cython"])
+@pytest.mark.parametrize("shape", [(2, 16, 16, 32), (2, 16, 9, 20)], ids=["full-vectors", "partial-vector"])
+def test_simd_weight_gradient_keeps_an_infinity_of_x_where_it_belongs(backend, shape):
+    """The pixel loops multiply the lanes past a row's end by grad_y = 0; an Inf of x that a
+    lane past the end reads must not turn into NaN (the partial-vector layer runs on the
+    fallback when x is not finite), and one inside full vectors gives the +-Inf and NaN of
+    the direct sum."""
+    simd = pytest.importorskip("tinygrad_cnn.kernels.simd.conv")
+    if not simd.available():
+        pytest.skip("the SIMD extension was not built")
+    kernels = compiled(backend, "conv")
+    other, plan = ((kernels.Plan("channels_last"), kernels.Plan("simd", 2)) if backend == "numba"
+                   else ("im2col", "simd"))
+    g = ConvGeometry(shape, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), out_channels=16)
+    assert simd.layout(g) == "pixels"
+    x = np.abs(data(0, g.input_shape, np.float32))
+    grad_y = np.abs(data(1, g.output_shape, np.float32))
+    x[1, 3, 4, g.input_shape[3] - 1] = np.inf  # the last column: read past the row by the lanes
+    expected = kernels.conv2d_backward_weight(grad_y, x, g, other)
+    got = kernels.conv2d_backward_weight(grad_y, x, g, plan)
+    assert np.isinf(expected).any()
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(expected))
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))

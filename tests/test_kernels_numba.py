@@ -19,9 +19,10 @@ nb_conv = compiled("numba", "conv")
 
 
 def test_conv_strategy_rule():
-    """Depthwise layers go direct; 3x3 stride-1 layers with 32+ channels Winograd; other
-    16-64-channel layers SIMD (where it was built); small output planes channels-last;
-    large ones im2col; the batch splits into min(threads, N)."""
+    """Depthwise layers go direct; 3x3 stride-1 layers with 32+ channels Winograd, except
+    32-channel ones on planes a vector wide, which the SIMD loops' 3x3 blocks (AVX-512) do
+    faster; other 16-64-channel layers SIMD (where it was built); small output planes
+    channels-last; large ones im2col; the batch splits into min(threads, N)."""
     one, same, none = (1, 1), (1, 1, 1, 1), (0, 0, 0, 0)
 
     def rule(x_shape, w_shape, stride=one, padding=same, dilation=one, groups=1, threads=2):
@@ -33,10 +34,13 @@ def test_conv_strategy_rule():
     assert rule((8, 32, 8, 8), (32, 1, 3, 3), groups=32) == ("direct", 2)  # depthwise
     assert rule((64, 1, 28, 28), (6, 1, 5, 5), padding=(2, 2, 2, 2)) == ("im2col", 2)  # LeNet conv1
     assert rule((64, 6, 14, 14), (16, 6, 5, 5), padding=none) == ("channels_last", 2)  # LeNet conv2
-    assert rule((2, 32, 16, 16), (32, 32, 3, 3)) == ("winograd", 2)  # ResNet 3x3 layers
-    assert rule((2, 64, 8, 8), (64, 64, 3, 3)) == ("winograd", 2)
     simd = "simd" in nb_conv.STRATEGIES  # setup.py built kernels/simd
     small, large = ("simd", "simd") if simd else ("channels_last", "im2col")
+    blocks3x3 = simd and nb_conv.simd.simd.vector_width() == 16  # AVX-512's 3x3 blocks
+    assert rule((2, 32, 16, 16), (32, 32, 3, 3)) == ("simd" if blocks3x3 else "winograd", 2)  # ResNet-20
+    assert rule((2, 32, 8, 8), (32, 32, 3, 3)) == ("winograd", 2)  # a plane narrower than a vector
+    assert rule((2, 48, 16, 16), (48, 48, 3, 3)) == ("winograd", 2)  # more than 32 channels
+    assert rule((2, 64, 8, 8), (64, 64, 3, 3)) == ("winograd", 2)
     assert rule((2, 16, 32, 32), (16, 16, 3, 3)) == (large, 2)  # too few channels for Winograd
     assert rule((2, 16, 16, 16), (32, 16, 3, 3)) == (small, 2)
     assert rule((2, 16, 32, 32), (32, 16, 3, 3), stride=(2, 2)) == (small, 2)  # 16x16 out
@@ -45,8 +49,8 @@ def test_conv_strategy_rule():
     assert rule((2, 128, 32, 32), (128, 128, 3, 3), stride=(2, 2)) == ("channels_last", 2)  # 128 > 64
     assert rule((2, 128, 64, 64), (128, 128, 5, 5)) == ("im2col", 2)
     assert rule((2, 64, 8, 8), (64, 32, 3, 3), groups=2) == ("channels_last", 2)
-    assert rule((1, 32, 32, 32), (32, 32, 3, 3)) == ("winograd", 1)  # one image: one share
-    assert rule((128, 32, 16, 16), (32, 32, 3, 3), threads=16) == ("winograd", 16)
+    assert rule((1, 64, 32, 32), (64, 64, 3, 3)) == ("winograd", 1)  # one image: one share
+    assert rule((128, 64, 16, 16), (64, 64, 3, 3), threads=16) == ("winograd", 16)
 
 
 def test_plans_are_checked():

@@ -65,7 +65,8 @@ def choose(g, threads: int | None = None) -> str:
       every thread gets at least one image and SciPy's BLAS is there, except the layers of
       the next line with at most SIMD_SMALL_PLANE[0] input or output channels (the fewer of
       the two) on output planes of at most SIMD_SMALL_PLANE[1] pixels (32-channel layers at
-      8x8), where the SIMD loops are faster;
+      8x8), and the layers where ``simd.beats_winograd`` (32-channel layers on planes at
+      least a vector wide, with AVX-512), where the SIMD loops are faster;
     * ``"simd"`` (the direct SIMD loops of kernels/simd, shared with the Numba backend) for
       the layers they cover with at most ``simd.MAX_CHANNELS`` input and output channels;
     * else ``"im2col"`` when every thread gets at least one image (and SciPy's BLAS is
@@ -79,7 +80,7 @@ def choose(g, threads: int | None = None) -> str:
     per_image = HAVE_BLAS and n >= threads
     small_plane = narrow <= SIMD_SMALL_PLANE[0] and g.out_height * g.out_width <= SIMD_SMALL_PLANE[1]
     if (per_image and winograd.HAVE_BLAS and winograd.applies(g) and narrow >= WINOGRAD_MIN_CHANNELS
-            and not (simd_covers and small_plane)):
+            and not (simd_covers and (small_plane or simd.beats_winograd(g)))):
         return "winograd"
     if simd_covers:
         return "simd"

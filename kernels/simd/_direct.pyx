@@ -43,10 +43,17 @@ cdef extern from "direct_conv.h" nogil:
     void tg_transpose(const float *g, int K, int P, float *gt)
     void tg_pixel_forward(const float *xq, int C, int Hq, int Wq, const float *w, int K, int KH, int KW,
                           int dh, int dw, float *y, int OH, int OW)
-    void tg_pixel_weight_grad(const float *xq, int C, int Hq, int Wq, const float *gy, int K, int OH, int OW,
-                              int KH, int KW, int dh, int dw, float *part)
+    void tg_pixel_weight_grad(const float *xq, int C, int Hq, int Wq, const float *gy, int S, int K, int OH,
+                              int OW, int KH, int KW, int dh, int dw, float *part)
     void tg_pad_planes(const float *planes, int C, int H, int W, float *xq, int Hq, int Wq, int top, int left)
+    void tg_sum_lanes(const float *lanes, size_t count, float *sums)
 
+
+# The pixel layout's weight gradient pads samples of up to this many output pixels in all at
+# a time, so that its blocks sum over all their rows (see tg_pixel_weight_grad) while a
+# block's 4 channels of grad_y (16 KiB) stay in L1 for the blocks that read them again
+cdef enum:
+    STACK_PIXELS = 1024
 
 VEC = TG_VEC          # floats per vector register: output channels come in multiples of it
 CHANNEL_BLOCK = TG_CB  # input channels are padded to a multiple of it
@@ -174,21 +181,33 @@ cdef void _pixel_weight_share(const float *gy, const float *x, int N, int C, int
     cdef int vectors = (OW + TG_VEC - 1) // TG_VEC
     cdef int Hq = OH + (KH - 1) * dh
     cdef int Wq = vectors * TG_VEC + (KW - 1) * dw
-    cdef float *xq = <float *> malloc(<size_t>C * Hq * Wq * sizeof(float))
-    cdef int n
-    memset(part, 0, <size_t>K * C * KH * KW * TG_VEC * sizeof(float))
-    for n in range(t * N // T, (t + 1) * N // T):
-        tg_pad_planes(x + <size_t>n * C * H * W, C, H, W, xq, Hq, Wq, top, left)
-        tg_pixel_weight_grad(xq, C, Hq, Wq, gy + <size_t>n * K * OH * OW, K, OH, OW, KH, KW, dh, dw, part)
+    cdef size_t padded = <size_t>C * Hq * Wq
+    cdef int first = t * N // T, last = (t + 1) * N // T
+    cdef int S = max(1, min(last - first, STACK_PIXELS // (OH * OW)))  # samples padded at once
+    cdef float *xq = <float *> malloc(S * padded * sizeof(float))
+    cdef size_t sums = <size_t>K * C * KH * KW
+    cdef float *lanes = <float *> malloc(sums * TG_VEC * sizeof(float))  # a sum per vector lane
+    cdef int n, s, count
+    memset(lanes, 0, sums * TG_VEC * sizeof(float))
+    n = first
+    while n < last:
+        count = min(S, last - n)
+        for s in range(count):
+            tg_pad_planes(x + <size_t>(n + s) * C * H * W, C, H, W, xq + s * padded, Hq, Wq, top, left)
+        tg_pixel_weight_grad(xq, C, Hq, Wq, gy + <size_t>n * K * OH * OW, count, K, OH, OW, KH, KW, dh, dw, lanes)
+        n += count
+    tg_sum_lanes(lanes, sums, part)
+    free(lanes)
     free(xq)
 
 
 def pixel_weight_grad(const float[:, :, :, ::1] grad_y, const float[:, :, :, ::1] x,
-                      float[:, :, :, :, :, ::1] partial, int top, int left, int dh, int dw, int shares,
+                      float[:, :, :, :, ::1] partial, int top, int left, int dh, int dw, int shares,
                       int share=-1):
-    """partial[t] (K, C, KH, KW, VEC) = per vector lane, the sum over share t's samples and output
-    pixels of x_padded[c, pixel + tap * dilation] * grad_y[k, pixel] (partial holds ``shares``
-    of them); the caller sums lanes and shares."""
+    """partial[t] (K, C, KH, KW) = the sum over share t's samples and output pixels of
+    x_padded[c, pixel + tap * dilation] * grad_y[k, pixel] (partial holds ``shares`` of them;
+    the caller sums the shares). The loops keep a sum per vector lane; each share adds its
+    lanes up at the end (numpy's sum over a 16-long last axis took 0.48 ms at 32 channels)."""
     if partial.shape[0] != shares:
         raise ValueError(f"pixel_weight_grad: partial holds {partial.shape[0]} shares, not {shares}")
     cdef int N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
@@ -197,9 +216,9 @@ def pixel_weight_grad(const float[:, :, :, ::1] grad_y, const float[:, :, :, ::1
     cdef int t
     if share >= 0:
         with nogil:
-            _pixel_weight_share(&grad_y[0, 0, 0, 0], &x[0, 0, 0, 0], N, C, H, W, &partial[share, 0, 0, 0, 0, 0],
+            _pixel_weight_share(&grad_y[0, 0, 0, 0], &x[0, 0, 0, 0], N, C, H, W, &partial[share, 0, 0, 0, 0],
                                 K, KH, KW, OH, OW, top, left, dh, dw, share, shares)
         return
     for t in prange(shares, nogil=True, schedule="static", chunksize=1, num_threads=shares):
-        _pixel_weight_share(&grad_y[0, 0, 0, 0], &x[0, 0, 0, 0], N, C, H, W, &partial[t, 0, 0, 0, 0, 0],
+        _pixel_weight_share(&grad_y[0, 0, 0, 0], &x[0, 0, 0, 0], N, C, H, W, &partial[t, 0, 0, 0, 0],
                             K, KH, KW, OH, OW, top, left, dh, dw, t, shares)

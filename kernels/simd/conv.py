@@ -38,6 +38,15 @@ except ImportError:  # the extension was not built: the backends do not offer "s
 MAX_CHANNELS = 64
 
 
+# 3x3 stride-1 layers on the pixel layout with at most this many input and output channels
+# run faster on these loops than on Winograd F(2x2, 3x3), with AVX-512's 3x3 blocks (fwd +
+# both gradients, 2 threads, float32; benchmarks/RESULTS.md): 32 channels 16x16 b32 3.8 vs
+# 5.0-5.4 ms (Numba's Winograd), 3.4-3.5 vs 4.5-4.7 (Cython's), b128 12.9-14.5 vs 15.7-18.3,
+# 32x32 12.4-13.6 vs 15.5-17.0; at 48 and 64 channels their weight gradient loses (48ch
+# 16x16 b32 8.2-8.6 vs 6.7-7.6, 64ch 14.0-15.3 vs 10.1-14.3)
+WINOGRAD_BEATEN_CHANNELS = 32
+
+
 def available() -> bool:
     return _direct is not None
 
@@ -60,6 +69,16 @@ def layout(g) -> str | None:
 def applies(g) -> bool:
     """Layers the loops cover: the extension is built, one group, and one of the layouts."""
     return layout(g) is not None
+
+
+def beats_winograd(g) -> bool:
+    """Whether these loops beat Winograd F(2x2, 3x3) on a layer both strategies cover: 3x3,
+    the pixel layout, AVX-512 (the 3x3 blocks of 8 channels, ``direct_conv.h``), input and
+    output channels multiples of 8 (those blocks, in the forward and in grad_input's adjoint)
+    and at most WINOGRAD_BEATEN_CHANNELS. Both backends' rules ask this."""
+    c, k = g.input_shape[1], g.out_channels
+    return (_direct is not None and _direct.ISA == "avx512" and g.kernel == (3, 3) and layout(g) == "pixels"
+            and c % 8 == 0 and k % 8 == 0 and max(c, k) <= WINOGRAD_BEATEN_CHANNELS)
 
 
 def _all_shares(run, function, shares: int, *args) -> None:
@@ -127,16 +146,19 @@ def backward_input(grad_y, weight, g, shares: int, fallback, run=None) -> np.nda
 
 def backward_weight(grad_y, x, g, shares: int, fallback, run=None) -> np.ndarray:
     kind = layout(g)
-    # the pixel loops multiply the lanes past a row's end by grad_y = 0: x must be finite there
-    if kind is None or not _covered(grad_y, x) or (kind == "pixels" and not np.isfinite(x).all()):
+    # the pixel loops multiply the lanes past a row's end by grad_y = 0, so where rows end
+    # inside a vector, x must be finite (Inf * 0 = NaN); a full check of x costs as much as
+    # a third of the kernel (16 channels 32x32 b128: 1-2 of 4-6 ms), so it runs only then
+    partial_lanes = kind == "pixels" and g.out_width % _direct.VEC != 0
+    if kind is None or not _covered(grad_y, x) or (partial_lanes and not np.isfinite(x).all()):
         return fallback.backward_weight(grad_y, x, g, shares)
     K, C, KH, KW = g.weight_shape
     shares = max(1, min(shares, x.shape[0]))
     if kind == "pixels":
-        partial = np.empty((shares, K, C, KH, KW, _direct.VEC), dtype=np.float32)
+        partial = np.empty((shares, K, C, KH, KW), dtype=np.float32)
         _all_shares(run, _direct.pixel_weight_grad, shares, grad_y, x, partial, g.padding[0], g.padding[2],
                     *g.dilation)
-        return partial.sum(axis=(0, 5))
+        return partial.sum(axis=0) if shares > 1 else partial[0]
     block = _direct.CHANNEL_BLOCK
     Cp = (C + block - 1) // block * block
     partial = np.empty((shares, KH, KW, Cp, K), dtype=np.float32)

@@ -72,7 +72,9 @@ def choose(g, threads: int | None = None) -> Plan:
 
     * every group has one output channel (depthwise): ``"direct"``;
     * 3x3, stride 1, undilated, ungrouped, padding <= 2, at least WINOGRAD_MIN_CHANNELS
-      input and output channels (ResNet's and VGG's main layers): ``"winograd"``;
+      input and output channels (ResNet's and VGG's main layers): ``"winograd"``, except
+      where the SIMD loops beat it (``kernels/simd/conv.py:beats_winograd``: 32-channel
+      layers on planes at least a vector wide, with AVX-512);
     * input and output channels within SIMD_CHANNELS, in a layer the SIMD loops cover
       (ResNet-20's 16-channel layers and its stride-2 ones): ``"simd"``, where setup.py
       built kernels/simd;
@@ -87,10 +89,12 @@ def choose(g, threads: int | None = None) -> Plan:
     shares = max(1, min(threads, n))
     if k // g.groups == 1:
         return Plan("direct", shares)
-    if winograd.applies(g) and min(c, k) >= WINOGRAD_MIN_CHANNELS:
-        return Plan("winograd", shares)
     low, high = SIMD_CHANNELS
-    if "simd" in STRATEGIES and low <= min(c, k) and max(c, k) <= high and simd.applies(g):
+    simd_covers = "simd" in STRATEGIES and low <= min(c, k) and max(c, k) <= high and simd.applies(g)
+    if (winograd.applies(g) and min(c, k) >= WINOGRAD_MIN_CHANNELS
+            and not (simd_covers and simd.simd.beats_winograd(g))):
+        return Plan("winograd", shares)
+    if simd_covers:
         return Plan("simd", shares)
     if g.out_height * g.out_width <= CHANNELS_LAST_MAX_PIXELS:
         return Plan("channels_last", shares)
