@@ -54,7 +54,7 @@ def test_batch_norm_keeps_image_shape(backend):
 
 @pytest.mark.parametrize("backend", COMPILED)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(3,), (2, 3, 4, 5), (4, 16, 32, 32)])  # the last one runs in parallel
+@pytest.mark.parametrize("shape", [(3,), (2, 3, 4, 5), (8, 32, 32, 32)])  # the last one runs in parallel
 def test_add_relu_equals_reference(backend, shape, dtype):
     kernels = compiled(backend, "residual")
     a, b, g = data(0, shape, dtype), data(1, shape, dtype), data(2, shape, dtype)
@@ -70,7 +70,7 @@ def test_add_relu_equals_reference(backend, shape, dtype):
 
 @pytest.mark.parametrize("backend", COMPILED)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(0,), (3,), (2, 3, 4, 5), (4, 16, 32, 32)])
+@pytest.mark.parametrize("shape", [(0,), (3,), (2, 3, 4, 5), (8, 32, 32, 32)])
 def test_relu_equals_reference(backend, shape, dtype):
     kernels = compiled(backend, "residual")
     x = data(0, shape, dtype)

@@ -13,6 +13,15 @@ from numba import njit
 from numba import uint64 as _u
 from tinygrad_cnn.kernels.numba.shares import run, shares_for
 
+# One pass over memory is quick: below this many elements one thread beats waking the pool
+# (2 threads vs 1, microseconds, float32: 131,072 elements ReLU 45 vs 23, add+ReLU 46 vs 30,
+# its mask 45 vs 30; 262,144 elements 56 vs 71, 75 vs 143, 73 vs 146)
+ELEMENTWISE_MIN_WORK = 1 << 18
+
+
+def _shares(size: int) -> int:
+    return shares_for(size, minimum=ELEMENTWISE_MIN_WORK)
+
 
 @njit(cache=True, nogil=True)
 def _add_relu(a, b, y, t, T):
@@ -44,19 +53,19 @@ def _relu_mask(g, y, out, t, T):
 def add_relu_forward(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """y = max(a + b, 0), elementwise (a and b have the same shape and dtype)."""
     y = np.empty_like(a)
-    run(_add_relu, shares_for(a.size), a.reshape(-1), b.reshape(-1), y.reshape(-1))
+    run(_add_relu, _shares(a.size), a.reshape(-1), b.reshape(-1), y.reshape(-1))
     return y
 
 
 def relu_forward(x: np.ndarray) -> np.ndarray:
     """y = max(x, 0), elementwise."""
     y = np.empty_like(x)
-    run(_relu, shares_for(x.size), x.reshape(-1), y.reshape(-1))
+    run(_relu, _shares(x.size), x.reshape(-1), y.reshape(-1))
     return y
 
 
 def add_relu_backward(grad_y: np.ndarray, y: np.ndarray) -> np.ndarray:
     """dL/da = dL/db = grad_y where y > 0 (or NaN), else 0."""
     out = np.empty_like(grad_y)
-    run(_relu_mask, shares_for(y.size), grad_y.reshape(-1), y.reshape(-1), out.reshape(-1))
+    run(_relu_mask, _shares(y.size), grad_y.reshape(-1), y.reshape(-1), out.reshape(-1))
     return out

@@ -35,10 +35,11 @@ def threads() -> int:
     return numba.get_num_threads()
 
 
-def shares_for(work: int, parts: int | None = None) -> int:
+def shares_for(work: int, parts: int | None = None, minimum: int = PARALLEL_MIN_WORK) -> int:
     """Shares for ``work`` elements of work split over at most ``parts`` independent parts
-    (planes, channels, samples): one below PARALLEL_MIN_WORK, else one per thread."""
-    wanted = 1 if work < PARALLEL_MIN_WORK else threads()
+    (planes, channels, samples): one below ``minimum`` (default PARALLEL_MIN_WORK), else one
+    per thread."""
+    wanted = 1 if work < minimum else threads()
     return max(1, min(wanted, parts if parts is not None else wanted))
 
 
