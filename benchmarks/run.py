@@ -338,8 +338,8 @@ from tinygrad_cnn.kernels import set_backend
 from tinygrad_cnn.tensor import Tensor
 set_backend("numba")
 t1 = time.perf_counter()
-x = Tensor(np.ones((8, 32, 16, 16), np.float32), requires_grad=True)  # a Winograd layer (Numba-compiled)
-w = Tensor(np.ones((32, 32, 3, 3), np.float32), requires_grad=True)
+x = Tensor(np.ones((8, 64, 8, 8), np.float32), requires_grad=True)  # a Winograd layer (Numba-compiled)
+w = Tensor(np.ones((64, 64, 3, 3), np.float32), requires_grad=True)
 F.conv2d(x, w, None, 1, 1).sum().backward()
 t2 = time.perf_counter()
 print(t1 - t0, t2 - t1)
