@@ -241,7 +241,8 @@ def pixel_layers(draw):
     w = out_w + dw * (kw - 1) - padding[2] - padding[3]
     assume(h >= 1 and w >= 1)
     g = ConvGeometry((draw(st.integers(1, 4)), c, h, w), (kh, kw), (1, 1), padding, (dh, dw), out_channels=k)
-    return dict(geometry=g, dtype=np.float32, shares=draw(st.integers(1, 3)), seed=draw(st.integers(0, 2**16)))
+    return dict(geometry=g, dtype=np.float32, shares=draw(st.integers(1, 3)),
+                seed=draw(st.integers(0, 2**16)))
 
 
 @pytest.mark.parametrize("backend", ["numba", "cython"])
@@ -280,9 +281,10 @@ def test_simd_strategy_on_the_layers_it_covers(backend, layer):
 @pytest.mark.parametrize("shape", [(2, 16, 16, 32), (2, 16, 9, 20)], ids=["full-vectors", "partial-vector"])
 def test_simd_weight_gradient_keeps_an_infinity_of_x_where_it_belongs(backend, shape):
     """The pixel loops multiply the lanes past a row's end by grad_y = 0; an Inf of x that a
-    lane past the end reads must not turn into NaN (the partial-vector layer runs on the
-    fallback when x is not finite), and one inside full vectors gives the +-Inf and NaN of
-    the direct sum."""
+    lane past the end reads must not turn into NaN (the partial-vector layer then runs on
+    the fallback: this checks that it does), and with rows of whole vectors, which the loops
+    run whatever x holds, an Inf of x gives the +Inf sums of the direct sum (x and grad_y
+    positive), and no NaN."""
     simd = pytest.importorskip("tinygrad_cnn.kernels.simd.conv")
     if not simd.available():
         pytest.skip("the SIMD extension was not built")

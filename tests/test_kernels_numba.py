@@ -39,6 +39,7 @@ def test_conv_strategy_rule():
     blocks3x3 = simd and nb_conv.simd.simd.vector_width() == 16  # AVX-512's 3x3 blocks
     assert rule((2, 32, 16, 16), (32, 32, 3, 3)) == ("simd" if blocks3x3 else "winograd", 2)  # ResNet-20
     assert rule((2, 32, 8, 8), (32, 32, 3, 3)) == ("winograd", 2)  # a plane narrower than a vector
+    assert rule((2, 32, 14, 14), (32, 32, 3, 3), padding=(2, 2, 2, 2)) == ("winograd", 2)  # its adjoint too
     assert rule((2, 48, 16, 16), (48, 48, 3, 3)) == ("winograd", 2)  # more than 32 channels
     assert rule((2, 64, 8, 8), (64, 64, 3, 3)) == ("winograd", 2)
     assert rule((2, 16, 32, 32), (16, 16, 3, 3)) == (large, 2)  # too few channels for Winograd

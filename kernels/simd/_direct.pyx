@@ -4,7 +4,8 @@
 Each share takes a contiguous part of the batch and, per sample, makes the zero-padded
 copy the inner loops read (channels-last, or planes for the pixel layout), runs them,
 and puts the result back in NCHW. Buffers are the share's own (allocated once per call,
-sized for one sample, so they stay in cache). Every function computes the shares either
+sized for one sample, so they stay in cache; the pixel layout's weight gradient pads a few
+small samples at a time, see STACK_PIXELS). Every function computes the shares either
 all at once on OpenMP threads (``share=-1``: the Cython backend's way) or one share,
 ``share`` of ``shares``, on the calling thread with the GIL released (the Numba
 backend's share pool calls it from its own threads: two thread pools spinning on the
@@ -51,9 +52,12 @@ cdef extern from "direct_conv.h" nogil:
 
 # The pixel layout's weight gradient pads samples of up to this many output pixels in all at
 # a time, so that its blocks sum over all their rows (see tg_pixel_weight_grad) while a
-# block's 4 channels of grad_y (16 KiB) stay in L1 for the blocks that read them again
+# block's 4 channels of grad_y (16 KiB) stay in L1 for the blocks that read them again; and
+# no more padded input than STACK_BYTES (a small output of a large, dilated input is one
+# sample at a time)
 cdef enum:
     STACK_PIXELS = 1024
+    STACK_BYTES = 1 << 20
 
 VEC = TG_VEC          # floats per vector register: output channels come in multiples of it
 CHANNEL_BLOCK = TG_CB  # input channels are padded to a multiple of it
@@ -183,7 +187,8 @@ cdef void _pixel_weight_share(const float *gy, const float *x, int N, int C, int
     cdef int Wq = vectors * TG_VEC + (KW - 1) * dw
     cdef size_t padded = <size_t>C * Hq * Wq
     cdef int first = t * N // T, last = (t + 1) * N // T
-    cdef int S = max(1, min(last - first, STACK_PIXELS // (OH * OW)))  # samples padded at once
+    cdef int S = max(1, min(last - first, STACK_PIXELS // (OH * OW),  # samples padded at once
+                            <int>(STACK_BYTES // (padded * sizeof(float)))))
     cdef float *xq = <float *> malloc(S * padded * sizeof(float))
     cdef size_t sums = <size_t>K * C * KH * KW
     cdef float *lanes = <float *> malloc(sums * TG_VEC * sizeof(float))  # a sum per vector lane

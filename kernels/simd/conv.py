@@ -40,10 +40,10 @@ MAX_CHANNELS = 64
 
 # 3x3 stride-1 layers on the pixel layout with at most this many input and output channels
 # run faster on these loops than on Winograd F(2x2, 3x3), with AVX-512's 3x3 blocks (fwd +
-# both gradients, 2 threads, float32; benchmarks/RESULTS.md): 32 channels 16x16 b32 3.8 vs
-# 5.0-5.4 ms (Numba's Winograd), 3.4-3.5 vs 4.5-4.7 (Cython's), b128 12.9-14.5 vs 15.7-18.3,
-# 32x32 12.4-13.6 vs 15.5-17.0; at 48 and 64 channels their weight gradient loses (48ch
-# 16x16 b32 8.2-8.6 vs 6.7-7.6, 64ch 14.0-15.3 vs 10.1-14.3)
+# both gradients, 2 threads, float32; benchmarks/RESULTS.md, "Kernel strategy rule"): 32
+# channels 16x16 b32 3.8 vs 5.0-5.4 ms (Numba's Winograd), 3.4-3.5 vs 4.5-4.7 (Cython's),
+# b128 12.9-14.5 vs 15.7-18.3, 32x32 12.4-13.6 vs 15.5-17.0; at 48 and 64 channels their
+# weight gradient loses (48ch 16x16 b32 8.2-8.6 vs 6.7-7.6, 64ch 14.0-15.3 vs 10.1-14.3)
 WINOGRAD_BEATEN_CHANNELS = 32
 
 
@@ -73,12 +73,16 @@ def applies(g) -> bool:
 
 def beats_winograd(g) -> bool:
     """Whether these loops beat Winograd F(2x2, 3x3) on a layer both strategies cover: 3x3,
-    the pixel layout, AVX-512 (the 3x3 blocks of 8 channels, ``direct_conv.h``), input and
-    output channels multiples of 8 (those blocks, in the forward and in grad_input's adjoint)
-    and at most WINOGRAD_BEATEN_CHANNELS. Both backends' rules ask this."""
+    AVX-512 (the 3x3 blocks of 8 channels, ``direct_conv.h``), the pixel layout for the layer
+    and for grad_input's adjoint (both run those blocks: input and output channels multiples
+    of 8) and at most WINOGRAD_BEATEN_CHANNELS channels. Both backends' rules ask this. The
+    rules see no dtype: a float64 layer it sends here runs on the backend's fallback."""
     c, k = g.input_shape[1], g.out_channels
-    return (_direct is not None and _direct.ISA == "avx512" and g.kernel == (3, 3) and layout(g) == "pixels"
-            and c % 8 == 0 and k % 8 == 0 and max(c, k) <= WINOGRAD_BEATEN_CHANNELS)
+    if (_direct is None or _direct.ISA != "avx512" or g.kernel != (3, 3) or layout(g) != "pixels"
+            or c % 8 or k % 8 or max(c, k) > WINOGRAD_BEATEN_CHANNELS):
+        return False
+    adjoint = _adjoint_geometry(g)
+    return adjoint is not None and layout(adjoint) == "pixels"
 
 
 def _all_shares(run, function, shares: int, *args) -> None:

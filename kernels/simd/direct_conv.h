@@ -259,7 +259,8 @@ static inline int tg_pixel_channels(int K, int PV) {
  * need 19 of the 32 vector registers; AVX2 has 16) with all 9 taps unrolled: 8 output
  * channels x 2 output vectors, 16 named accumulators (see the weight gradient's block below
  * for why named). The two vectors are any two of the sample's output vectors, at element
- * offsets o0 and o1 of the row-major (OH, OW) plane and of xq's (Hq, Wq) plane: the next
+ * offsets xo0 and xo1 of xq's (Hq, Wq) plane and yo0 and yo1 of the row-major (OH, OW)
+ * plane (n0 and n1 of their lanes stored; n1 = 0: none): the next
  * vector of the row, or the next row's when a row is one vector long. Per tap 2 input loads
  * and 8 weight broadcasts feed 16 FMAs; per input channel 144 FMAs run without a loop test.
  * One thread, 16 samples, float32: 16 channels 32x32 83 -> 106-110 GFLOP/s, 32 channels

@@ -386,23 +386,25 @@ def _backward_weight_share(gy, x, partial, top, left, S, t, T):
 
 # ------------------------------------------------------------------ the strategy's interface
 STACKED_ROWS = 256  # tiles per GEMM (one row per 4x4 tile)
-# Up to NARROW_CHANNELS (the larger of C and K) a stack's V and M (16 x rows x (C + K) floats)
-# are kept within STACK_BYTES, half this machine's L2: fwd + both gradients, float32, 2
-# threads, 64 channels 8x8 b128 took 12.9-13.4 ms with 256 rows and 10.0 with 128 (b32 4.8
-# vs 4.0; 64 channels 16x16 b32 14.0-18.0 vs 11.9-12.5); 32 channels keep 256 (16x16 b128
-# 18.5-19.1 vs 19.6-21.7 with 128). Wider layers are GEMM-bound and want the long GEMMs
-# (128 channels 16x16 b32: 38.5-48.0 ms with 256 rows, 48.9-51.8 with 128).
+# For layers of at most NARROW_CHANNELS input and output channels, the rows are halved until a
+# stack's float32 V and M (16 x rows x (C + K) values) fit in STACK_BYTES, half this machine's
+# L2: fwd + both gradients, 2 threads, 64 channels 8x8 b128 took 12.9-13.4 ms with 256 rows
+# and 10.0 with 128 (b32 4.8 vs 4.0; 64 channels 16x16 b32 14.0-18.0 vs 11.9-12.5), while 32
+# channels keep their 256 (16x16 b128 18.5-19.1 vs 19.6-21.7 with 128). Wider layers are
+# GEMM-bound and want the long GEMMs (128 channels 16x16 b32: 38.5-48.0 ms with 256 rows,
+# 48.9-51.8 with 128). (The Cython kernels, measured on their own, stack 128 rows for every
+# layer of at most 64 channels: kernels/cython/winograd.py.)
 NARROW_CHANNELS = 64
 STACK_BYTES = 1 << 20
 
 
-def _split(channels: int, out_height: int, out_width: int, stacked: int | None) -> int:
-    """Samples stacked per GEMM: about STACKED_ROWS tiles (8x8 outputs: 16 tiles, 16 samples),
-    fewer for layers of at most NARROW_CHANNELS ``channels`` (C + K) whose V and M would pass
-    STACK_BYTES (64 channels: 128 tiles); ``stacked``, if given, overrides."""
+def _split(c_in: int, k_out: int, out_height: int, out_width: int, stacked: int | None) -> int:
+    """Samples stacked per GEMM (at least one): about STACKED_ROWS tiles (8x8 outputs: 16
+    tiles, 16 samples), fewer for narrow layers (see STACK_BYTES); ``stacked`` overrides."""
     rows = STACKED_ROWS
-    while channels <= 2 * NARROW_CHANNELS and rows > 16 and 16 * rows * channels * 4 > STACK_BYTES:
-        rows //= 2
+    if max(c_in, k_out) <= NARROW_CHANNELS:
+        while rows > 16 and 16 * rows * (c_in + k_out) * 4 > STACK_BYTES:
+            rows //= 2
     tiles = ((out_height + 1) // 2) * ((out_width + 1) // 2)
     return stacked or max(1, rows // tiles)
 
@@ -416,7 +418,7 @@ def forward(x, weight, g, shares: int, stacked: int | None = None) -> np.ndarray
         return channels_last.forward(x, weight, g, shares, stacked)
     y = np.empty(g.output_shape, dtype=x.dtype)
     run(_forward_share, shares, x, transformed_weight(weight), y, g.padding[0], g.padding[2],
-        _split(g.input_shape[1] + g.out_channels, g.out_height, g.out_width, stacked))
+        _split(g.input_shape[1], g.out_channels, g.out_height, g.out_width, stacked))
     return y
 
 
@@ -426,7 +428,7 @@ def backward_input(grad_y, weight, g, shares: int, stacked: int | None = None) -
     # The stride-1 correlation of grad_y padded by 2 - padding with the flipped filters,
     # input and output channels swapped (see the module docstring).
     grad_x = np.empty(g.input_shape, dtype=grad_y.dtype)
-    samples = _split(g.input_shape[1] + g.out_channels, g.input_shape[2], g.input_shape[3], stacked)
+    samples = _split(g.out_channels, g.input_shape[1], g.input_shape[2], g.input_shape[3], stacked)
     run(_forward_share, shares, grad_y, transformed_weight(weight, flipped=True), grad_x, 2 - g.padding[0],
         2 - g.padding[2], samples)
     return grad_x
@@ -438,5 +440,5 @@ def backward_weight(grad_y, x, g, shares: int, stacked: int | None = None) -> np
     K, C = g.weight_shape[:2]
     partial = np.empty((shares, 16, C, K), dtype=x.dtype)
     run(_backward_weight_share, shares, grad_y, x, partial, g.padding[0], g.padding[2],
-        _split(C + K, g.out_height, g.out_width, stacked))
+        _split(C, K, g.out_height, g.out_width, stacked))
     return transformed_weight_adjoint(partial.sum(axis=0), g.weight_shape)
