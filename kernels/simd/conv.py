@@ -40,10 +40,10 @@ MAX_CHANNELS = 64
 
 # 3x3 stride-1 layers on the pixel layout with at most this many input and output channels
 # run faster on these loops than on Winograd F(2x2, 3x3), with AVX-512's 3x3 blocks (fwd +
-# both gradients, 2 threads, float32; benchmarks/RESULTS.md, "Kernel strategy rule"): 32
-# channels 16x16 b32 3.8 vs 5.0-5.4 ms (Numba's Winograd), 3.4-3.5 vs 4.5-4.7 (Cython's),
-# b128 12.9-14.5 vs 15.7-18.3, 32x32 12.4-13.6 vs 15.5-17.0; at 48 and 64 channels their
-# weight gradient loses (48ch 16x16 b32 8.2-8.6 vs 6.7-7.6, 64ch 14.0-15.3 vs 10.1-14.3)
+# both gradients, 2 threads, float32, simd's time over Winograd's in the same run;
+# benchmarks/RESULTS.md, "Kernel strategy rule"): 32 channels 16x16 b32 0.57-0.81 (Numba's
+# Winograd), 0.73-0.83 (Cython's), b128 0.84-0.99 and 0.74-0.92, 32x32 0.78-0.82; at 48 and
+# 64 channels their weight gradient loses (48ch 16x16 b32 1.14-1.22, 64ch 1.07-1.39)
 WINOGRAD_BEATEN_CHANNELS = 32
 
 
