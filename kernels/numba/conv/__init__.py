@@ -76,8 +76,8 @@ def choose(g, threads: int | None = None) -> Plan:
       where the SIMD loops beat it (``kernels/simd/conv.py:beats_winograd``: 32-channel
       layers on planes at least a vector wide, with AVX-512);
     * input and output channels within SIMD_CHANNELS, in a layer the SIMD loops cover
-      (ResNet-20's 16-channel layers and its stride-2 ones): ``"simd"``, where setup.py
-      built kernels/simd;
+      (ResNet-20's 16-channel layers, its stride-2 ones and, by the exception above, its
+      32-channel ones): ``"simd"``, where setup.py built kernels/simd;
     * output planes of at most CHANNELS_LAST_MAX_PIXELS pixels: ``"channels_last"``;
     * otherwise ``"im2col"``.
 
