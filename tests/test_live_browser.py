@@ -61,7 +61,11 @@ def start_training(tmp_path: Path):
                "--batch-size", "16", "--no-progress",
                "--backend", "reference", "--output", str(tmp_path / "run")]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    # Ctrl+C in a terminal reaches a command whose SIGINT is the default; a test run started in
+    # the background of a script (`bash .ci/run &`) ignores SIGINT, and a child would inherit that
+    # (Python then never raises KeyboardInterrupt, and the command lingers on)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
     deadline = time.monotonic() + 120
