@@ -45,3 +45,20 @@ def test_the_pin_restores_blas_threads():
             inside = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
     after = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
     assert all(n == 1 for n in inside) and after == before
+
+
+def test_the_pin_sets_and_restores_counts_other_than_one():
+    """Where a user gave the BLAS more threads (claim_cores leaves 1, which the pin skips),
+    the pin still makes them 1 inside and gives the user's count back after."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    with blas_threads.single_thread_blas:  # loads SciPy's BLAS too
+        pass
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+        if all(n == 1 for n in before):
+            pytest.skip(f"the BLAS libraries would not take 2 threads here: {before}")
+        with blas_threads.single_thread_blas:
+            inside = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+        after = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    assert all(n == 1 for n in inside) and after == before
