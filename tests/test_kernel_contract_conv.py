@@ -212,6 +212,10 @@ SIMD_LAYERS = [  # (input shape, kernel, stride, padding, dilation, out_channels
     ((2, 16, 14, 12), (3, 2), (1, 1), (2, 2, 1, 1), (2, 2), 16),  # dilated, non-square
     ((2, 3, 10, 10), (5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 16),   # 3 input channels (a first layer)
     ((4, 16, 5, 7), (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 16),    # 1x1
+    # one vector of output channels: rows of 8-16 pixels, the length that pads OW least
+    ((3, 6, 14, 14), (5, 5), (1, 1), (0, 0, 0, 0), (1, 1), 16),   # LeNet-5's 6 -> 16: 10-pixel rows
+    ((2, 6, 16, 16), (3, 3), (1, 1), (0, 0, 0, 0), (1, 1), 16),   # 14-pixel rows
+    ((2, 5, 17, 17), (3, 3), (1, 1), (0, 0, 0, 0), (1, 1), 16),   # 15: one block of 16
     # the pixel-vector layout (stride 1, output rows of a vector or more), any K:
     ((2, 16, 32, 32), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 16),  # two vectors a row, 8-channel blocks
     ((3, 32, 16, 16), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 32),  # one vector a row, 16-channel blocks
@@ -243,6 +247,41 @@ def pixel_layers(draw):
     g = ConvGeometry((draw(st.integers(1, 4)), c, h, w), (kh, kw), (1, 1), padding, (dh, dw), out_channels=k)
     return dict(geometry=g, dtype=np.float32, shares=draw(st.integers(1, 3)),
                 seed=draw(st.integers(0, 2**16)))
+
+
+@st.composite
+def channel_layers(draw):
+    """Layers of the SIMD loops' channel-vector layout (output channels a multiple of the
+    vector width; strided, or rows shorter than a vector): one to four vectors of output
+    channels (the 8-16-pixel row blocks of one vector, 8x2, 4x4), any input channels, rows
+    of 1-40 pixels, strides, dilations, asymmetric padding."""
+    vec = draw(st.sampled_from([8, 16]))
+    k = vec * draw(st.sampled_from([1, 1, 2, 4]))
+    c = draw(st.integers(1, 20))
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    padding = tuple(draw(st.integers(0, 2)) for _ in range(4))
+    out_h, out_w = draw(st.integers(1, 6)), draw(st.integers(1, 40))
+    h = (out_h - 1) * sh + dh * (kh - 1) + 1 - padding[0] - padding[1]
+    w = (out_w - 1) * sw + dw * (kw - 1) + 1 - padding[2] - padding[3]
+    assume(h >= 1 and w >= 1)
+    g = ConvGeometry((draw(st.integers(1, 4)), c, h, w), (kh, kw), (sh, sw), padding, (dh, dw), out_channels=k)
+    return dict(geometry=g, dtype=np.float32, shares=draw(st.integers(1, 3)),
+                seed=draw(st.integers(0, 2**16)))
+
+
+@pytest.mark.parametrize("backend", ["numba", "cython"])
+@given(case=channel_layers())
+def test_simd_channel_layout_equals_reference(backend, case):
+    """The channel-vector layout's forward blocks and weight gradient on drawn layers."""
+    simd = pytest.importorskip("tinygrad_cnn.kernels.simd.conv")
+    if not simd.available():
+        pytest.skip("the SIMD extension was not built")
+    assume(simd.layout(case["geometry"]) == "channels")  # K a multiple of this machine's vector
+    kernels = compiled(backend, "conv")
+    plans = [kernels.Plan("simd", case["shares"])] if backend == "numba" else ["simd"]
+    check_conv(backend, case, plans)
 
 
 @pytest.mark.parametrize("backend", ["numba", "cython"])

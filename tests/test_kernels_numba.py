@@ -21,7 +21,8 @@ nb_conv = compiled("numba", "conv")
 def test_conv_strategy_rule():
     """Depthwise layers go direct; 3x3 stride-1 layers with 32+ channels Winograd, except
     32-channel ones on planes a vector wide, which the SIMD loops' 3x3 blocks (AVX-512) do
-    faster; other 16-64-channel layers SIMD (where it was built); small output planes
+    faster; other 16-64-channel layers SIMD (where it was built), and so are stride-1 layers
+    with 16-64 output channels and fewer input channels; small output planes
     channels-last; large ones im2col; the batch splits into min(threads, N)."""
     one, same, none = (1, 1), (1, 1, 1, 1), (0, 0, 0, 0)
 
@@ -33,9 +34,12 @@ def test_conv_strategy_rule():
 
     assert rule((8, 32, 8, 8), (32, 1, 3, 3), groups=32) == ("direct", 2)  # depthwise
     assert rule((64, 1, 28, 28), (6, 1, 5, 5), padding=(2, 2, 2, 2)) == ("im2col", 2)  # LeNet conv1
-    assert rule((64, 6, 14, 14), (16, 6, 5, 5), padding=none) == ("channels_last", 2)  # LeNet conv2
     simd = "simd" in nb_conv.STRATEGIES  # setup.py built kernels/simd
     small, large = ("simd", "simd") if simd else ("channels_last", "im2col")
+    assert rule((64, 6, 14, 14), (16, 6, 5, 5), padding=none) == (small, 2)  # LeNet conv2
+    assert rule((32, 3, 32, 32), (16, 3, 3, 3)) == (large, 2)  # ResNet-20's stem
+    assert rule((32, 3, 32, 32), (32, 3, 3, 3), stride=(2, 2)) == ("channels_last", 2)  # fewer inputs, strided
+    assert rule((64, 6, 12, 12), (8, 6, 3, 3)) == ("channels_last", 2)  # too few outputs
     blocks3x3 = simd and nb_conv.simd.simd.vector_width() == 16  # AVX-512's 3x3 blocks
     assert rule((2, 32, 16, 16), (32, 32, 3, 3)) == ("simd" if blocks3x3 else "winograd", 2)  # ResNet-20
     assert rule((2, 32, 8, 8), (32, 32, 3, 3)) == ("winograd", 2)  # a plane narrower than a vector

@@ -33,9 +33,9 @@ cdef extern from "direct_conv.h" nogil:
     int TG_VEC
     int TG_CB
     const char *TG_ISA
-    int tg_forward_pixels(int K)
-    void tg_direct_forward(const float *xp, int Wp, int Cp, const float *w, int KH, int KW, int K,
-                           float *y, int OH, int OWp, int sh, int sw, int dh, int dw)
+    int tg_forward_pixels(int K, int OW)
+    void tg_direct_forward(const float *xp, int Wp, int C, int Cp, const float *w, int KH, int KW, int K,
+                           float *y, int OH, int OWp, int PB, int sh, int sw, int dh, int dw)
     void tg_direct_weight_grad(const float *xp, int Wp, int Cp, const float *gy, int OH, int OW, int K,
                                float *gw, int KH, int KW, int sh, int sw, int dh, int dw)
     void tg_pad_channels_last(const float *planes, int C, int H, int W, float *xp, int Hp, int Wp, int Cp,
@@ -65,16 +65,17 @@ ISA = TG_ISA.decode()
 OPENMP = bool(TG_OPENMP)
 
 
-def forward_pixels(int K):
-    """Output pixels per forward block for K output channels (rows are padded to a multiple)."""
-    return tg_forward_pixels(K)
+def forward_pixels(int K, int OW):
+    """Output pixels per forward block for K output channels and rows of OW pixels (rows are
+    padded to a multiple)."""
+    return tg_forward_pixels(K, OW)
 
 
 # ------------------------------------------------------------------ channels layout
 cdef void _forward_share(const float *x, int N, int C, int H, int W, const float *w, int KH, int KW, int Cp,
                          int K, float *y, int OH, int OW, int top, int left, int sh, int sw, int dh, int dw,
                          int t, int T) noexcept nogil:
-    cdef int PB = tg_forward_pixels(K)
+    cdef int PB = tg_forward_pixels(K, OW)
     cdef int OWp = (OW + PB - 1) // PB * PB
     cdef int Hp = (OH - 1) * sh + (KH - 1) * dh + 1
     cdef int Wp = (OWp - 1) * sw + (KW - 1) * dw + 1
@@ -83,7 +84,7 @@ cdef void _forward_share(const float *x, int N, int C, int H, int W, const float
     cdef int n
     for n in range(t * N // T, (t + 1) * N // T):
         tg_pad_channels_last(x + <size_t>n * C * H * W, C, H, W, xp, Hp, Wp, Cp, top, left)
-        tg_direct_forward(xp, Wp, Cp, w, KH, KW, K, yt, OH, OWp, sh, sw, dh, dw)
+        tg_direct_forward(xp, Wp, C, Cp, w, KH, KW, K, yt, OH, OWp, PB, sh, sw, dh, dw)
         tg_unpack_channels_last(yt, OH, OWp, K, y + <size_t>n * K * OH * OW, OW)
     free(xp)
     free(yt)

@@ -45,7 +45,15 @@ if simd.simd.available():  # the ahead-of-time SIMD loops, where setup.py could 
     STRATEGIES["simd"] = simd
 
 WINOGRAD_MIN_CHANNELS = 32      # below this, F(2x2, 3x3)'s 16 small GEMMs lose to channels-last
-SIMD_CHANNELS = (16, simd.simd.MAX_CHANNELS)  # "simd" wins on 16-64 channels; LeNet's 1 and 6 lose
+# "simd" wins on layers of 16-64 channels, and on stride-1 layers with 16-64 output channels
+# and fewer input channels (fwd + both gradients, ms, 2 threads, against the strategy the rule
+# chose before: LeNet-5's 6 -> 16 5x5 b64 1.97 against channels-last 2.21, 8 -> 16 3x3 16x16
+# b64 1.36 against 3.29; fwd + weight gradient, a first layer's pair: ResNet-20's 3 -> 16 stem
+# b32 1.13 against im2col 1.42, b128 3.34 against 4.61, 1 -> 64 3x3 64x64 b4 0.86 against
+# 1.96); but with a stride and few input channels it can lose (forward: 3 -> 32 3x3 stride 2
+# b32 0.58 against im2col's 0.34, 3 -> 64 11x11 stride 4 3.68 against 1.44), and so does
+# LeNet's 1 -> 6 (6 output channels)
+SIMD_CHANNELS = (16, simd.simd.MAX_CHANNELS)
 CHANNELS_LAST_MAX_PIXELS = 256  # larger output planes give im2col long contiguous rows
 
 
@@ -75,9 +83,10 @@ def choose(g, threads: int | None = None) -> Plan:
       input and output channels (ResNet's and VGG's main layers): ``"winograd"``, except
       where the SIMD loops beat it (``kernels/simd/conv.py:beats_winograd``: 32-channel
       layers on planes at least a vector wide, with AVX-512);
-    * input and output channels within SIMD_CHANNELS, in a layer the SIMD loops cover
-      (ResNet-20's 16-channel layers, its stride-2 ones and, by the exception above, its
-      32-channel ones): ``"simd"``, where setup.py built kernels/simd;
+    * input and output channels within SIMD_CHANNELS, or (stride 1) output channels within
+      them and fewer input channels, in a layer the SIMD loops cover (ResNet-20's stem and
+      16-channel layers, its stride-2 ones and, by the exception above, its 32-channel ones;
+      LeNet-5's 6 -> 16 layer): ``"simd"``, where setup.py built kernels/simd;
     * output planes of at most CHANNELS_LAST_MAX_PIXELS pixels: ``"channels_last"``;
     * otherwise ``"im2col"``.
 
@@ -90,7 +99,9 @@ def choose(g, threads: int | None = None) -> Plan:
     if k // g.groups == 1:
         return Plan("direct", shares)
     low, high = SIMD_CHANNELS
-    simd_covers = "simd" in STRATEGIES and low <= min(c, k) and max(c, k) <= high and simd.applies(g)
+    few_inputs = c < low and g.stride == (1, 1)
+    simd_covers = ("simd" in STRATEGIES and low <= k and (low <= c or few_inputs) and max(c, k) <= high
+                   and simd.applies(g))
     if (winograd.applies(g) and min(c, k) >= WINOGRAD_MIN_CHANNELS
             and not (simd_covers and simd.simd.beats_winograd(g))):
         return Plan("winograd", shares)
