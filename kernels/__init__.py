@@ -16,7 +16,9 @@ The CPU backend is chosen by ``set_backend(name)``, the context manager
 Arrays on the GPU always use the ``cupy`` backend.
 
 Two process-wide policies live beside the backends: who owns the cores
-(``blas_threads.py``) and who keeps freed memory (``allocator.py``).
+(``blas_threads.py``) and who keeps freed memory (``allocator.py``); and two convolution
+strategies both CPU backends use: the direct SIMD loops (``simd/``) and the fully connected
+layer's matrix products (``fully_connected.py``).
 """
 
 from __future__ import annotations

@@ -87,6 +87,46 @@ def test_a_tap_left_of_the_whole_output_row(backend, dtype):
 
 
 @st.composite
+def fully_connected_cases(draw):
+    """Layers whose window is the whole input (LeNet-5's C5 shape and others): the batch may
+    be empty, the kernel 1x1 on a 1x1 input, the stride anything (one output pixel)."""
+    n, c, k = draw(st.integers(0, 5)), draw(st.integers(1, 20)), draw(st.integers(1, 40))
+    h, w = draw(st.integers(1, 7)), draw(st.integers(1, 7))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    g = ConvGeometry((n, c, h, w), (h, w), stride, (0, 0, 0, 0), (1, 1), out_channels=k)
+    assert g.window_is_the_input and g.output_shape == (n, k, 1, 1)
+    return dict(geometry=g, dtype=draw(st.sampled_from(DTYPES)), seed=draw(st.integers(0, 2**16)),
+                shares=2, stacked=None)
+
+
+@pytest.mark.parametrize("backend", ["numba", "cython"])
+@given(case=fully_connected_cases())
+def test_fully_connected_strategy_equals_reference(backend, case):
+    """The rule sends these layers to one matrix product (kernels/fully_connected.py)."""
+    kernels = compiled(backend, "conv")
+    plan = kernels.choose(case["geometry"])
+    assert getattr(plan, "strategy", plan) == ("fully_connected" if case["geometry"].out_channels > 1
+                                                or backend == "cython" else "direct")
+    check_conv(backend, case, [plan])
+
+
+def test_the_fully_connected_strategy_is_only_for_windows_that_are_the_input():
+    """A padded, dilated or grouped window, or one smaller than the input, is no fully
+    connected layer; a plan that names the strategy there runs a convolution that is."""
+    layers = [((2, 3, 5, 5), (5, 5), (1, 1, 0, 0), (1, 1), 1),   # padded
+              ((2, 3, 5, 5), (3, 3), (0, 0, 0, 0), (2, 2), 1),   # dilated to 5x5
+              ((2, 4, 5, 5), (5, 5), (0, 0, 0, 0), (1, 1), 2),   # grouped
+              ((2, 3, 5, 6), (5, 5), (0, 0, 0, 0), (1, 1), 1)]   # narrower than the input
+    for shape, kernel, padding, dilation, groups in layers:
+        g = ConvGeometry(shape, kernel, (1, 1), padding, dilation, out_channels=4, groups=groups)
+        assert not g.window_is_the_input
+        for backend in ("numba", "cython"):
+            kernels = compiled(backend, "conv")
+            plan = kernels.Plan("fully_connected", 2) if backend == "numba" else "fully_connected"
+            check_conv(backend, dict(geometry=g, dtype=np.float64, seed=1, shares=2, stacked=None), [plan])
+
+
+@st.composite
 def winograd_cases(draw):
     """The layers Numba's Winograd covers: 3x3, stride 1, no dilation, one group, padding 0-2."""
     padding = tuple(draw(st.integers(0, 2)) for _ in range(4))

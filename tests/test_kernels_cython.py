@@ -81,7 +81,8 @@ def test_conv_strategy_rule():
     thread has an image, except 32-channel 8x8 layers, which the SIMD loops do faster (and,
     as in Numba's rule, 32-channel layers on planes a vector wide with AVX-512); the
     SIMD loops up to 64 channels where they cover the layer (setup.py built them), im2col +
-    GEMM per image beyond, whole-batch GEMMs with fewer images than threads."""
+    GEMM per image beyond, whole-batch GEMMs with fewer images than threads; one matrix
+    product where the window is the whole input."""
     def rule(x_shape, k, threads=2, kernel=(3, 3), stride=(1, 1), padding=(1, 1, 1, 1)):
         g = ConvGeometry(x_shape, kernel, stride, padding, (1, 1), out_channels=k)
         return cy_conv.choose(g, threads)
@@ -105,6 +106,8 @@ def test_conv_strategy_rule():
     assert rule((8, 16, 32, 32), 16, stride=(2, 2)) == simd
     assert rule((1, 128, 16, 16), 128) == "whole_batch"  # fewer images than threads
     assert rule((1, 128, 16, 16), 128, threads=1) == winograd
+    assert rule((64, 16, 5, 5), 120, kernel=(5, 5), padding=(0, 0, 0, 0)) == "fully_connected"  # LeNet's C5
+    assert rule((1, 16, 5, 5), 120, kernel=(5, 5), padding=(0, 0, 0, 0)) == "fully_connected"
 
 
 def test_winograd_kernels_check_their_arrays():

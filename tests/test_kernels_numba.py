@@ -40,6 +40,8 @@ def test_conv_strategy_rule():
     assert rule((32, 3, 32, 32), (16, 3, 3, 3)) == (large, 2)  # ResNet-20's stem
     assert rule((32, 3, 32, 32), (32, 3, 3, 3), stride=(2, 2)) == ("channels_last", 2)  # fewer inputs, strided
     assert rule((64, 6, 12, 12), (8, 6, 3, 3)) == ("channels_last", 2)  # too few outputs
+    assert rule((64, 16, 5, 5), (120, 16, 5, 5), padding=none) == ("fully_connected", 1)  # LeNet's C5
+    assert rule((64, 16, 5, 5), (120, 16, 5, 5)) == ("channels_last", 2)  # padded: 3x3 out
     blocks3x3 = simd and nb_conv.simd.simd.vector_width() == 16  # AVX-512's 3x3 blocks
     assert rule((2, 32, 16, 16), (32, 32, 3, 3)) == ("simd" if blocks3x3 else "winograd", 2)  # ResNet-20
     assert rule((2, 32, 8, 8), (32, 32, 3, 3)) == ("winograd", 2)  # a plane narrower than a vector
@@ -99,6 +101,15 @@ def test_conv2d_gradcheck_on_each_numba_strategy(strategy):
     x, w, b = leaf(0, (2, 4, 5, 6)), leaf(1, (6, 2, 3, 2)), leaf(2, (6,))
     conv = conv_with_plan(nb_conv.Plan(strategy, 2), stride=(2, 1), padding=1, dilation=(1, 2), groups=2)
     with use_backend("numba"):
+        assert gradcheck(conv, [x, w, b], n_directions=6)
+
+
+def test_fully_connected_conv2d_gradcheck():
+    """A window that is the whole input (LeNet-5's C5 shape), on its one-GEMM strategy."""
+    x, w, b = leaf(10, (3, 4, 3, 2)), leaf(11, (5, 4, 3, 2)), leaf(12, (5,))
+    with use_backend("numba"):
+        conv = conv_with_plan(nb_conv.Plan("fully_connected"), stride=2, padding=0)
+        assert conv(x, w, b).shape == (3, 5, 1, 1)
         assert gradcheck(conv, [x, w, b], n_directions=6)
 
 

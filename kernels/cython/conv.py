@@ -1,7 +1,9 @@
 """Convolution kernels of the Cython backend: compiled im2col/col2im, matrix products in BLAS.
 
-Four strategies (:func:`choose` picks one; the Function of ``nn.functional`` records the
-choice at forward and passes it back at backward): ``"winograd"``, F(2x2, 3x3) for 3x3
+Five strategies (:func:`choose` picks one; the Function of ``nn.functional`` records the
+choice at forward and passes it back at backward): ``"fully_connected"``, one matrix
+product for a layer whose window is its whole input (``kernels/fully_connected.py``,
+shared with the Numba backend); ``"winograd"``, F(2x2, 3x3) for 3x3
 stride-1 layers (``winograd.py``, loops in _winograd.pyx: 16 GEMMs of transformed tiles on
 each thread, 4 instead of 9 multiply-adds per output and channel pair); ``"simd"``, the
 direct loops with the output in vector registers of ``kernels/simd`` (shared with the Numba
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import fully_connected
 from ..blas_threads import single_thread_blas
 from ..simd import conv as simd
 from . import MAX_THREADS, import_compiled, threads_for, winograd
@@ -44,7 +47,7 @@ HAVE_BLAS = connect(_conv)  # SciPy's GEMM for the per-image kernels
 __all__ = ["STRATEGIES", "choose", "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight",
            "im2col", "col2im"]
 
-STRATEGIES = ("im2col", "whole_batch", "winograd") + (("simd",) if simd.available() else ())
+STRATEGIES = ("im2col", "whole_batch", "winograd", "fully_connected") + (("simd",) if simd.available() else ())
 
 # The rule's thresholds, measured fwd + both gradients, float32, 2 threads, kernels alone in
 # round-robin races, as multiples of Numba's Winograd on the same layer: Cython's Winograd
@@ -60,6 +63,8 @@ SIMD_SMALL_PLANE = (32, 64)  # (fewer channels up to which, output pixels up to 
 def choose(g, threads: int | None = None) -> str:
     """The rule, for geometry ``g`` and ``threads`` (default: the OpenMP threads):
 
+    * ``"fully_connected"`` where the window is the whole input (``g.window_is_the_input``,
+      LeNet-5's C5: one matrix product for the batch, ``kernels/fully_connected.py``);
     * ``"winograd"`` for the layers Numba's rule sends to Winograd (3x3, stride 1, undilated,
       ungrouped, padding <= 2, at least WINOGRAD_MIN_CHANNELS input and output channels) when
       every thread gets at least one image and SciPy's BLAS is there, except the layers of
@@ -74,6 +79,8 @@ def choose(g, threads: int | None = None) -> str:
       one thread, 256ch 8x8 2.8 against 9.0 ms, 128ch 16x16 3.0 against 4.0).
     """
     threads = MAX_THREADS if threads is None else threads
+    if g.window_is_the_input:
+        return "fully_connected"
     n, c = g.input_shape[:2]
     narrow, wide = sorted((c, g.out_channels))
     simd_covers = simd.applies(g) and wide <= simd.MAX_CHANNELS
@@ -91,7 +98,8 @@ def _strategy(g, plan) -> str:
     plan = choose(g) if plan is None else plan
     if plan not in STRATEGIES:
         raise ValueError(f"unknown cython conv strategy {plan!r}; expected one of {STRATEGIES}")
-    if (plan == "simd" and not simd.applies(g)) or (plan == "winograd" and not winograd.applies(g)):
+    if ((plan == "simd" and not simd.applies(g)) or (plan == "winograd" and not winograd.applies(g))
+            or (plan == "fully_connected" and not fully_connected.applies(g))):
         plan = "im2col"  # a test may force a strategy on a layer it does not cover
     if plan == "winograd" and not winograd.HAVE_BLAS:
         plan = "whole_batch"
@@ -156,6 +164,9 @@ def conv2d_forward(x: np.ndarray, weight: np.ndarray, g, plan: str | None = None
     shaped(weight, g.weight_shape, "weight")
     n, k_out, oh, ow = g.output_shape
     strategy = _strategy(g, plan)
+    if strategy == "fully_connected":
+        with single_thread_blas:
+            return fully_connected.forward(x, weight, g)
     if strategy == "simd":
         return simd.forward(x, weight, g, MAX_THREADS, _PerImage)
     if strategy == "winograd":
@@ -186,6 +197,9 @@ def conv2d_backward_input(grad_y: np.ndarray, weight: np.ndarray, g, plan: str |
     shaped(grad_y, g.output_shape, "grad_y")
     shaped(weight, g.weight_shape, "weight")
     strategy = _strategy(g, plan)
+    if strategy == "fully_connected":
+        with single_thread_blas:
+            return fully_connected.backward_input(grad_y, weight, g)
     if strategy == "simd":
         return simd.backward_input(grad_y, weight, g, MAX_THREADS, _PerImage)
     if strategy == "winograd":
@@ -212,6 +226,9 @@ def conv2d_backward_weight(grad_y: np.ndarray, x: np.ndarray, g, plan: str | Non
     shaped(x, g.input_shape, "x")
     weight_shape = g.weight_shape
     strategy = _strategy(g, plan)
+    if strategy == "fully_connected":
+        with single_thread_blas:
+            return fully_connected.backward_weight(grad_y, x, g)
     if strategy == "simd":
         return simd.backward_weight(grad_y, x, g, MAX_THREADS, _PerImage)
     if strategy == "winograd":

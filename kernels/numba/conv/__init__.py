@@ -1,4 +1,4 @@
-"""2-D convolution on the Numba backend: five strategies and the rule that picks one.
+"""2-D convolution on the Numba backend: six strategies and the rule that picks one.
 
 Same functions as ``kernels/reference/conv.py`` (docs/ARCHITECTURE.md), on a checked
 ``ConvGeometry`` ``g``: x (N, C, H, W), weight (K, C/groups, KH, KW), y (N, K, OH, OW),
@@ -12,6 +12,8 @@ One file per strategy, each with the same ``forward``, ``backward_input`` and
 
 * ``direct.py``: the sum tap by tap, for depthwise convolutions (a GEMM would be a
   matrix-vector product);
+* ``kernels/fully_connected.py`` (shared with the Cython backend): a window as large as
+  the input (LeNet-5's C5), one matrix product for the batch in numpy's BLAS;
 * ``simd.py``: register-blocked direct loops in C with SIMD intrinsics (``kernels/simd``,
   built by setup.py), for the other 16-64-channel layers (ResNet-20's 16-channel ones);
 * ``winograd.py``: Winograd's F(2x2, 3x3), 4 instead of 9 multiply-adds per output and
@@ -33,10 +35,12 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 from tinygrad_cnn.kernels.blas_threads import single_thread_blas
+from tinygrad_cnn.kernels import fully_connected
 from tinygrad_cnn.kernels.numba.conv import channels_last, direct, im2col_gemm, simd, winograd
 
 STRATEGIES = {
     "direct": direct,
+    "fully_connected": fully_connected,
     "winograd": winograd,
     "channels_last": channels_last,
     "im2col": im2col_gemm,
@@ -79,6 +83,8 @@ def choose(g, threads: int | None = None) -> Plan:
     """The rule, for geometry ``g`` and ``threads`` (default: Numba's thread count):
 
     * every group has one output channel (depthwise): ``"direct"``;
+    * the window is the whole input (``g.window_is_the_input``): ``"fully_connected"``, one
+      share (its matrix products run on one BLAS thread);
     * 3x3, stride 1, undilated, ungrouped, padding <= 2, at least WINOGRAD_MIN_CHANNELS
       input and output channels (ResNet's and VGG's main layers): ``"winograd"``, except
       where the SIMD loops beat it (``kernels/simd/conv.py:beats_winograd``: 32-channel
@@ -98,6 +104,8 @@ def choose(g, threads: int | None = None) -> Plan:
     shares = max(1, min(threads, n))
     if k // g.groups == 1:
         return Plan("direct", shares)
+    if g.window_is_the_input:
+        return Plan("fully_connected", 1)
     low, high = SIMD_CHANNELS
     few_inputs = c < low and g.stride == (1, 1)
     simd_covers = ("simd" in STRATEGIES and low <= k and (low <= c or few_inputs) and max(c, k) <= high

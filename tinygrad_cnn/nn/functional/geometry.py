@@ -109,6 +109,13 @@ class ConvGeometry:
         n, c = self.input_shape[:2]
         return (n, c * self.kernel[0] * self.kernel[1], self.out_height * self.out_width)
 
+    @property
+    def window_is_the_input(self) -> bool:
+        """One group, no padding, no dilation and a kernel the size of the input: one output
+        pixel per channel, and the layer is a fully connected one (LeNet-5's C5)."""
+        return (self.groups == 1 and self.kernel == tuple(self.input_shape[2:])
+                and self.dilation == (1, 1) and not any(self.padding))
+
     def flat(self) -> tuple[int, ...]:
         """(KH, KW, sh, sw, top, left, dh, dw, OH, OW) as plain ints, the arguments compiled loops take."""
         (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.stride, self.dilation
