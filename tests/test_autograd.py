@@ -34,6 +34,54 @@ def test_residual_diamond_through_relu():
     gradcheck(lambda x, w: ((x @ w).relu() + x).sum(), [x, w])
 
 
+@pytest.mark.parametrize("paths", [2, 3, 4])
+@pytest.mark.parametrize("join", ["relu", "add_relu"])
+def test_paths_meeting_at_a_relu_fold_their_sum_into_its_mask(paths, join, monkeypatch):
+    """Where two paths meet at a ReLU's output (a residual block's input), the engine hands
+    both gradients to ``backward_of_sum``, which adds them inside the mask's pass; a third
+    or fourth path is added to the earlier ones first. The result is the mask of the sum, in
+    every order the paths' gradients arrive in."""
+    import tinygrad_cnn.nn.functional as F
+    from tinygrad_cnn.nn.functional.activation import ReLUFunction
+    from tinygrad_cnn.nn.functional.residual import AddReLUFunction
+
+    rng = np.random.default_rng(paths)
+    a = Tensor(rng.standard_normal((2, 3, 4, 4)), requires_grad=True)
+    b = Tensor(rng.standard_normal((2, 3, 4, 4)), requires_grad=True)
+    weights = [rng.standard_normal((2, 3, 4, 4)) for _ in range(paths)]
+    calls = []
+    cls = ReLUFunction if join == "relu" else AddReLUFunction
+    fused = cls.backward_of_sum
+    monkeypatch.setattr(cls, "backward_of_sum", lambda self, g_a, g_b: calls.append(1) or fused(self, g_a, g_b))
+    y = F.relu(a) if join == "relu" else F.add_relu(a, b)
+    # the paths differ in depth, so their gradients reach y in different orders
+    terms = [(y * Tensor(w) if i % 2 else (y * 1.0) * Tensor(w)) for i, w in enumerate(weights)]
+    sum(terms[1:], terms[0]).sum().backward()
+    summed = sum(weights)
+    expected = summed * (y.numpy() > 0)
+    assert calls == [1]
+    np.testing.assert_allclose(a.grad.numpy(), expected, rtol=1e-12)
+    if join == "add_relu":
+        np.testing.assert_allclose(b.grad.numpy(), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("uses", [1, 2, 3, 5])
+def test_a_leaf_read_by_several_paths_gets_their_sum_in_a_grad_of_its_own(uses):
+    """A leaf's gradient is the sum over every path, in an array nobody else holds (one path:
+    a copy, since an op may hand one array to several inputs)."""
+    x = Tensor([1.0, -2.0, 3.0], requires_grad=True, dtype="float64")
+    y = Tensor([0.5, 0.5, 0.5], requires_grad=True, dtype="float64")
+    total = x + y  # Add hands the same gradient array to x and to y
+    for k in range(1, uses):
+        total = total + x * float(k + 1)
+    total.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [1.0 + sum(range(2, uses + 1))] * 3)
+    np.testing.assert_allclose(y.grad.numpy(), [1.0] * 3)
+    assert not np.shares_memory(x.grad.numpy(), y.grad.numpy())
+    x.grad.numpy()[:] = 0.0  # writing one leaf's gradient leaves the other's alone
+    np.testing.assert_allclose(y.grad.numpy(), [1.0] * 3)
+
+
 def test_leaf_gradients_accumulate_across_backward_calls():
     x = Tensor([1.0, 2.0], requires_grad=True)
     (x * 3).sum().backward()

@@ -70,6 +70,29 @@ def test_add_relu_equals_reference(backend, shape, dtype):
 
 @pytest.mark.parametrize("backend", COMPILED)
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(0,), (), (3,), (2, 3, 4, 5), (8, 32, 32, 32)])
+def test_the_mask_of_a_sum_equals_the_mask_of_the_added_gradients(backend, shape, dtype):
+    """add_relu_backward_of_sum(a, b, y) is the backend's add_relu_backward(a + b, y), bit
+    for bit, also with zeros, -0 and NaN in y and Inf or NaN in a gradient; and with finite
+    gradients it is the reference's (which masks by a product, so 0 * Inf would be NaN
+    there). The kernels may hand a 0-d result back 1-d (the Functions reshape)."""
+    kernels = compiled(backend, "residual")
+    g_a, g_b, y = data(0, shape, dtype), data(1, shape, dtype), data(2, shape, dtype)
+    flat = y.reshape(-1)
+    flat[::5], flat[1::5], flat[2::5] = np.nan, 0.0, -0.0
+    finite = kernels.add_relu_backward_of_sum(g_a, g_b, y)
+    assert finite.size == y.size and finite.dtype == dtype
+    np.testing.assert_array_equal(finite.reshape(shape), ref_res.add_relu_backward_of_sum(g_a, g_b, y))
+    passes = ~(y <= 0)
+    np.testing.assert_array_equal(finite.reshape(shape)[passes], (g_a + g_b)[passes])  # the definition
+    g_a.reshape(-1)[3::11] = np.inf
+    g_b.reshape(-1)[4::13] = np.nan
+    got = kernels.add_relu_backward_of_sum(g_a, g_b, y)
+    np.testing.assert_array_equal(got, kernels.add_relu_backward(np.asarray(g_a + g_b), y))  # 0-d: an array
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(0,), (3,), (2, 3, 4, 5), (8, 32, 32, 32)])
 def test_relu_equals_reference(backend, shape, dtype):
     kernels = compiled(backend, "residual")

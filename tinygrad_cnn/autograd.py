@@ -90,7 +90,9 @@ class Function:
     ``backward`` may return one array for several inputs (``Add``: the same gradient reaches
     both), and must not write into the gradient it receives: :func:`run_backward` never
     updates a gradient in place either (sums are new arrays; a leaf's first gradient is
-    copied into ``.grad``), so one array can safely feed several paths.
+    copied into ``.grad``), so one array can safely feed several paths. Where two paths
+    meet, the engine calls ``backward_of_sum(a, b)`` instead, which adds them and calls
+    ``backward`` unless the Function does both in one pass.
     """
 
     needs_input_grad: tuple[bool, ...]
@@ -101,6 +103,14 @@ class Function:
 
     def backward(self, grad_output):
         raise NotImplementedError
+
+    def backward_of_sum(self, grad_a, grad_b):
+        """``backward(grad_a + grad_b)``: the engine calls this where two paths meet at this
+        Function's output (a residual block's input feeds both its convolution and its
+        shortcut) and hands over both gradients unsummed. A Function whose backward is one
+        elementwise pass may fold the sum into it (ReLU's mask: one pass instead of two,
+        ``nn/functional/activation.py``); the result must equal backward of the sum."""
+        return self.backward(grad_a + grad_b)
 
     @classmethod
     def apply(cls, *inputs: Tensor, **options):
@@ -212,25 +222,29 @@ def run_backward(root: Tensor, grad_root, retain_graph: bool = False) -> None:
 
     Gradients of intermediate results live only in a local dictionary, keyed by the
     Function that made them; leaves accumulate theirs into ``.grad`` (as in PyTorch).
+    Where several paths meet at a node, the last two gradients that arrived stay unsummed
+    until the node is reached (older ones are added up as they come), so the node's
+    Function can fold the last sum into its own pass (:meth:`Function.backward_of_sum`).
     Unless ``retain_graph``, each node's Function is dropped once used, releasing the
     saved arrays, so memory stays flat over many training steps.
     """
     from tinygrad_cnn.tensor import Tensor
 
-    grads = {id(_node_of(root)): grad_root}
+    grads = {id(_node_of(root)): [grad_root]}
     for node in reversed(graph_order(root)):
-        grad = grads.pop(id(node), None)
-        if grad is None:
+        parts = grads.pop(id(node), None)
+        if parts is None:
             continue
         if not isinstance(node, Function):  # a leaf: accumulate
-            if node.grad is None:  # copy: an op may hand the same array to several inputs
-                node.grad = Tensor._wrap(grad.copy())
-            else:
+            grad = parts[0] + parts[1] if len(parts) == 2 else parts[0]
+            if node.grad is not None:
                 node.grad = Tensor._wrap(node.grad.data + grad)
+            else:  # copy one part: an op may hand the same array to several inputs
+                node.grad = Tensor._wrap(grad if len(parts) == 2 else grad.copy())
             continue
         fn = node
         with no_grad():
-            input_grads = fn.backward(grad)
+            input_grads = fn.backward(parts[0]) if len(parts) == 1 else fn.backward_of_sum(*parts)
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
         for parent, needs, g in zip(fn.parents, fn.needs_input_grad, input_grads):
@@ -242,8 +256,13 @@ def run_backward(root: Tensor, grad_root, retain_graph: bool = False) -> None:
                     f"{fn!r} returned a gradient of shape {g.shape} for an input of shape {shape}")
             if g.dtype != dtype:
                 g = g.astype(dtype)
-            previous = grads.get(id(parent))
-            grads[id(parent)] = g if previous is None else previous + g
+            waiting = grads.get(id(parent))
+            if waiting is None:
+                grads[id(parent)] = [g]
+            elif len(waiting) == 1:
+                waiting.append(g)
+            else:  # a third path: the first two are summed (a new array), as they came
+                grads[id(parent)] = [waiting[0] + waiting[1], g]
         if not retain_graph:  # free the saved arrays and the links to the inputs
             fn.__dict__.clear()
             fn.released = True

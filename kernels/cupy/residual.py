@@ -36,9 +36,19 @@ __global__ void relu_mask(const T* __restrict__ grad_y, const T* __restrict__ y,
                           long long size) {
   GRID_STRIDE_LOOP(i, size) { grad[i] = y[i] <= 0 ? T(0) : grad_y[i]; }
 }
+
+// grad = 0 where y <= 0, else grad_a + grad_b: the mask of the sum of two gradients.
+template <typename T>
+__global__ void relu_mask_of_sum(const T* __restrict__ grad_a, const T* __restrict__ grad_b,
+                                 const T* __restrict__ y, T* __restrict__ grad, long long size) {
+  GRID_STRIDE_LOOP(i, size) {
+    const T g = grad_a[i] + grad_b[i];
+    grad[i] = y[i] <= 0 ? T(0) : g;
+  }
+}
 """
 
-PROGRAM = rt.Program("residual", SOURCE, ("add_relu", "relu", "relu_mask"))
+PROGRAM = rt.Program("residual", SOURCE, ("add_relu", "relu", "relu_mask", "relu_mask_of_sum"))
 
 
 def add_relu_forward(a, b):
@@ -59,4 +69,11 @@ def add_relu_backward(grad_y, y):
     """dL/da = dL/db = grad_y where y > 0 (or NaN), else 0."""
     grad = rt.xp().empty_like(grad_y)
     rt.launch(PROGRAM, "relu_mask", grad_y.dtype, y.size, grad_y, y, grad, y.size)
+    return grad
+
+
+def add_relu_backward_of_sum(grad_a, grad_b, y):
+    """add_relu_backward(grad_a + grad_b, y), in one pass."""
+    grad = rt.xp().empty_like(grad_a)
+    rt.launch(PROGRAM, "relu_mask_of_sum", grad_a.dtype, y.size, grad_a, grad_b, y, grad, y.size)
     return grad

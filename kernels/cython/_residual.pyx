@@ -43,3 +43,15 @@ def add_relu_backward_into(const floating[::1] grad_y, const floating[::1] y, fl
         g = grad_y[k]
         v = y[k]
         grad[k] = zero if v <= zero else g
+
+
+def add_relu_backward_of_sum_into(const floating[::1] grad_a, const floating[::1] grad_b,
+                                  const floating[::1] y, floating[::1] grad, int num_threads):
+    """grad[k] = 0 where y[k] <= 0, else grad_a[k] + grad_b[k]: the backward of the sum of
+    two gradients (where two paths met), with no array for the sum."""
+    cdef Py_ssize_t k, size = grad.shape[0]
+    cdef floating zero = 0, g, v
+    for k in prange(size, nogil=True, schedule="static", num_threads=num_threads):
+        g = grad_a[k] + grad_b[k]
+        v = y[k]
+        grad[k] = zero if v <= zero else g

@@ -13,7 +13,7 @@ from ._checks import floats
 
 _residual = import_compiled("_residual")
 
-__all__ = ["add_relu_forward", "relu_forward", "add_relu_backward"]
+__all__ = ["add_relu_forward", "relu_forward", "add_relu_backward", "add_relu_backward_of_sum"]
 
 
 def add_relu_forward(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -41,4 +41,15 @@ def add_relu_backward(grad_y: np.ndarray, y: np.ndarray) -> np.ndarray:
         raise ValueError(f"grad_y {grad_y.shape} and y {y.shape} differ")
     grad = np.empty_like(grad_y)
     _residual.add_relu_backward_into(grad_y.reshape(-1), y.reshape(-1), grad.reshape(-1), threads_for(y.size))
+    return grad
+
+
+def add_relu_backward_of_sum(grad_a: np.ndarray, grad_b: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """add_relu_backward(grad_a + grad_b, y), in one pass."""
+    grad_a, grad_b, y = floats(grad_a, grad_b, y)
+    if not grad_a.shape == grad_b.shape == y.shape:
+        raise ValueError(f"grad_a {grad_a.shape}, grad_b {grad_b.shape} and y {y.shape} differ")
+    grad = np.empty_like(grad_a)
+    _residual.add_relu_backward_of_sum_into(grad_a.reshape(-1), grad_b.reshape(-1), y.reshape(-1),
+                                            grad.reshape(-1), threads_for(y.size))
     return grad

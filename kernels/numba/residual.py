@@ -50,6 +50,14 @@ def _relu_mask(g, y, out, t, T):
         out[_u(i)] = 0 if y[_u(i)] <= 0 else g[_u(i)]
 
 
+@njit(cache=True, nogil=True)
+def _relu_mask_of_sum(ga, gb, y, out, t, T):
+    """out = 0 where y <= 0, else ga + gb (reference ``add_relu_backward_of_sum``)."""
+    size = y.size
+    for i in range(t * size // T, (t + 1) * size // T):
+        out[_u(i)] = 0 if y[_u(i)] <= 0 else ga[_u(i)] + gb[_u(i)]
+
+
 def add_relu_forward(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """y = max(a + b, 0), elementwise (a and b have the same shape and dtype)."""
     y = np.empty_like(a)
@@ -68,4 +76,13 @@ def add_relu_backward(grad_y: np.ndarray, y: np.ndarray) -> np.ndarray:
     """dL/da = dL/db = grad_y where y > 0 (or NaN), else 0."""
     out = np.empty_like(grad_y)
     run(_relu_mask, _shares(y.size), grad_y.reshape(-1), y.reshape(-1), out.reshape(-1))
+    return out
+
+
+def add_relu_backward_of_sum(grad_a: np.ndarray, grad_b: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """add_relu_backward(grad_a + grad_b, y) in one pass (no array for the sum; at 2M floats
+    0.9 against 2.9 ms for the add and the mask)."""
+    out = np.empty_like(grad_a)
+    run(_relu_mask_of_sum, _shares(y.size), grad_a.reshape(-1), grad_b.reshape(-1), y.reshape(-1),
+        out.reshape(-1))
     return out

@@ -26,3 +26,10 @@ def add_relu_backward(grad_y, y):
     since the same gradient flows to both inputs. Where y is NaN the gradient passes, as
     in PyTorch (its mask is "not y <= 0")."""
     return grad_y * ~(y <= 0)
+
+
+def add_relu_backward_of_sum(grad_a, grad_b, y):
+    """:func:`add_relu_backward` of grad_a + grad_b: where the join's output y also feeds two
+    paths (the next block's convolution and its shortcut), the two gradients that come back
+    are added and masked in one pass by the compiled backends."""
+    return add_relu_backward(grad_a + grad_b, y)

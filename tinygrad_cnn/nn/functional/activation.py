@@ -30,6 +30,18 @@ class ReLUFunction(Function):
     def backward(self, g):
         return self.kernels.add_relu_backward(xp_of(g).ascontiguousarray(g), self.y).reshape(g.shape)
 
+    def backward_of_sum(self, g_a, g_b):
+        # the output fed two paths (a ResNet stem's ReLU: the first block's convolution and
+        # its shortcut): their gradients are added inside the mask's pass
+        return _relu_backward_of_sum(self.kernels, g_a, g_b, self.y)
+
+
+def _relu_backward_of_sum(kernels, g_a, g_b, y):
+    """(g_a + g_b) * [not y <= 0], one kernel pass (``add_relu_backward_of_sum``)."""
+    xp = xp_of(g_a)
+    return kernels.add_relu_backward_of_sum(xp.ascontiguousarray(g_a), xp.ascontiguousarray(g_b),
+                                            y).reshape(g_a.shape)
+
 
 def relu(x: Tensor) -> Tensor:
     """max(0, x), elementwise."""

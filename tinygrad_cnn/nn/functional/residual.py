@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from tinygrad_cnn.autograd import Function
 from tinygrad_cnn.device import device_of, xp_of
+from tinygrad_cnn.nn.functional.activation import _relu_backward_of_sum
 from tinygrad_cnn.kernels import kernel_module
 from tinygrad_cnn.nn.functional.checks import check_float_tensors
 from tinygrad_cnn.tensor import Tensor
@@ -31,6 +32,14 @@ class AddReLUFunction(Function):
         grad = self.kernels.add_relu_backward(xp_of(g).ascontiguousarray(g), self.y).reshape(g.shape)
         # one array for both inputs, as ``Add`` does: the engine never updates a gradient in
         # place (it sums into new arrays, and copies a leaf's first one into ``.grad``)
+        need_a, need_b = self.needs_input_grad
+        return grad if need_a else None, grad if need_b else None
+
+    def backward_of_sum(self, g_a, g_b):
+        # y is the next block's input, read by its convolution and its shortcut: the two
+        # gradients are added inside the mask's pass (ResNet-20 b128: 0.9 against 2.9 ms for
+        # a 16-channel 32x32 join's add and mask)
+        grad = _relu_backward_of_sum(self.kernels, g_a, g_b, self.y)
         need_a, need_b = self.needs_input_grad
         return grad if need_a else None, grad if need_b else None
 
