@@ -52,7 +52,8 @@ def test_paths_meeting_at_a_relu_fold_their_sum_into_its_mask(paths, join, monke
     calls = []
     cls = ReLUFunction if join == "relu" else AddReLUFunction
     fused = cls.backward_of_sum
-    monkeypatch.setattr(cls, "backward_of_sum", lambda self, g_a, g_b: calls.append(1) or fused(self, g_a, g_b))
+    monkeypatch.setattr(cls, "backward_of_sum",
+                        lambda self, g_a, g_b: calls.append(1) or fused(self, g_a, g_b))
     y = F.relu(a) if join == "relu" else F.add_relu(a, b)
     # the paths differ in depth, so their gradients reach y in different orders
     terms = [(y * Tensor(w) if i % 2 else (y * 1.0) * Tensor(w)) for i, w in enumerate(weights)]

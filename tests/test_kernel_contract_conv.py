@@ -306,7 +306,8 @@ def channel_layers(draw):
     h = (out_h - 1) * sh + dh * (kh - 1) + 1 - padding[0] - padding[1]
     w = (out_w - 1) * sw + dw * (kw - 1) + 1 - padding[2] - padding[3]
     assume(h >= 1 and w >= 1)
-    g = ConvGeometry((draw(st.integers(1, 4)), c, h, w), (kh, kw), (sh, sw), padding, (dh, dw), out_channels=k)
+    g = ConvGeometry((draw(st.integers(1, 4)), c, h, w), (kh, kw), (sh, sw), padding, (dh, dw),
+                     out_channels=k)
     return dict(geometry=g, dtype=np.float32, shares=draw(st.integers(1, 3)),
                 seed=draw(st.integers(0, 2**16)))
 

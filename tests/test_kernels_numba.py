@@ -38,7 +38,7 @@ def test_conv_strategy_rule():
     small, large = ("simd", "simd") if simd else ("channels_last", "im2col")
     assert rule((64, 6, 14, 14), (16, 6, 5, 5), padding=none) == (small, 2)  # LeNet conv2
     assert rule((32, 3, 32, 32), (16, 3, 3, 3)) == (large, 2)  # ResNet-20's stem
-    assert rule((32, 3, 32, 32), (32, 3, 3, 3), stride=(2, 2)) == ("channels_last", 2)  # fewer inputs, strided
+    assert rule((32, 3, 32, 32), (32, 3, 3, 3), stride=(2, 2)) == ("channels_last", 2)  # strided
     assert rule((64, 6, 12, 12), (8, 6, 3, 3)) == ("channels_last", 2)  # too few outputs
     assert rule((64, 16, 5, 5), (120, 16, 5, 5), padding=none) == ("fully_connected", 1)  # LeNet's C5
     assert rule((64, 16, 5, 5), (120, 16, 5, 5)) == ("channels_last", 2)  # padded: 3x3 out

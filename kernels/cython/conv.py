@@ -47,7 +47,8 @@ HAVE_BLAS = connect(_conv)  # SciPy's GEMM for the per-image kernels
 __all__ = ["STRATEGIES", "choose", "conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight",
            "im2col", "col2im"]
 
-STRATEGIES = ("im2col", "whole_batch", "winograd", "fully_connected") + (("simd",) if simd.available() else ())
+STRATEGIES = ("im2col", "whole_batch", "winograd", "fully_connected") + (
+    ("simd",) if simd.available() else ())
 
 # The rule's thresholds, measured fwd + both gradients, float32, 2 threads, kernels alone in
 # round-robin races, as multiples of Numba's Winograd on the same layer: Cython's Winograd

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-from tinygrad_cnn.kernels.blas_threads import single_thread_blas
 from tinygrad_cnn.kernels import fully_connected
+from tinygrad_cnn.kernels.blas_threads import single_thread_blas
 from tinygrad_cnn.kernels.numba.conv import channels_last, direct, im2col_gemm, simd, winograd
 
 STRATEGIES = {

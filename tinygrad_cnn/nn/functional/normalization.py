@@ -29,7 +29,8 @@ __all__ = ["batch_norm"]
 
 
 class BatchNormTrainFunction(Function):
-    """Training-mode batch norm of x viewed as (N, C, L), on the ``batchnorm`` kernels.
+    """Training-mode batch norm of x (N, C, *), on the ``batchnorm`` kernels, which see it
+    as (N, C, L) (a view: no reshape ops in the graph).
 
     forward returns (y, mean, inv_std): y is the differentiable output, the batch
     statistics (C,) are side results the running statistics need. backward:
@@ -40,16 +41,19 @@ class BatchNormTrainFunction(Function):
     def forward(self, x, weight, bias, eps=1e-5):
         xp = xp_of(x)
         self.kernels = kernel_module("batchnorm", device_of(x))
-        x, weight = xp.ascontiguousarray(x), xp.ascontiguousarray(weight)
-        y, mean, inv_std = self.kernels.batch_norm_forward_train(x, weight, xp.ascontiguousarray(bias), eps)
-        self.x, self.mean, self.inv_std, self.weight = x, mean, inv_std, weight
-        return y, mean, inv_std
+        self.shape = x.shape
+        x3 = xp.ascontiguousarray(x).reshape(x.shape[0], x.shape[1], -1)
+        weight = xp.ascontiguousarray(weight)
+        y, mean, inv_std = self.kernels.batch_norm_forward_train(x3, weight, xp.ascontiguousarray(bias), eps)
+        self.x, self.mean, self.inv_std, self.weight = x3, mean, inv_std, weight
+        return y.reshape(self.shape), mean, inv_std
 
     def backward(self, g):
+        g3 = xp_of(g).ascontiguousarray(g).reshape(self.x.shape)
         grad_x, grad_weight, grad_bias = self.kernels.batch_norm_backward(
-            xp_of(g).ascontiguousarray(g), self.x, self.mean, self.inv_std, self.weight)
+            g3, self.x, self.mean, self.inv_std, self.weight)
         need = self.needs_input_grad
-        return grad_x, grad_weight if need[1] else None, grad_bias if need[2] else None
+        return grad_x.reshape(self.shape), grad_weight if need[1] else None, grad_bias if need[2] else None
 
 
 def check_options(fn: str, eps, momentum, momentum_may_be_none: bool = False) -> None:
@@ -131,7 +135,7 @@ def _batch_norm_train(x, running_mean, running_var, weight, bias, momentum, eps)
         weight = Tensor._wrap(xp.ones(c, dtype=x.dtype))
     if bias is None:
         bias = Tensor._wrap(xp.zeros(c, dtype=x.dtype))
-    y, mean, inv_std = BatchNormTrainFunction.apply(x.reshape(n, c, count // n), weight, bias, eps=float(eps))
+    y, mean, inv_std = BatchNormTrainFunction.apply(x, weight, bias, eps=float(eps))
     if running_mean is not None:
         with no_grad():
             # the kernel returns 1/sqrt(var + eps); recover var in float64 for accuracy
@@ -141,4 +145,4 @@ def _batch_norm_train(x, running_mean, running_var, weight, bias, momentum, eps)
             new_var = (1 - momentum) * running_var.data + momentum * unbiased_var
             running_mean.data = new_mean.astype(running_mean.dtype, copy=False)
             running_var.data = new_var.astype(running_var.dtype, copy=False)
-    return y.reshape(x.shape)
+    return y

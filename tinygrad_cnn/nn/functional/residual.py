@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from tinygrad_cnn.autograd import Function
 from tinygrad_cnn.device import device_of, xp_of
-from tinygrad_cnn.nn.functional.activation import _relu_backward_of_sum
 from tinygrad_cnn.kernels import kernel_module
+from tinygrad_cnn.nn.functional.activation import _relu_backward_of_sum
 from tinygrad_cnn.nn.functional.checks import check_float_tensors
 from tinygrad_cnn.tensor import Tensor
 
