@@ -68,18 +68,20 @@ class OnDevice:
         if name not in self.module.__dict__ or not callable(value) or isinstance(value, type) \
                 or name == "choose":
             return value
-        return lambda *args: self._call(value, args)
+        return lambda *args, **kwargs: self._call(value, args, kwargs)
 
-    def _call(self, function, args):
+    def _call(self, function, args, kwargs):
         from tinygrad_cnn.device import move_array  # noqa: PLC0415
 
         if self.backend == "cupy":
-            result = function(*(move_array(a, "cuda") if isinstance(a, np.ndarray) else a for a in args))
+            def move(a):
+                return move_array(a, "cuda") if isinstance(a, np.ndarray) else a
+            result = function(*map(move, args), **{k: move(v) for k, v in kwargs.items()})
             return _to_host(result, lambda a: move_array(a, "cpu"))
         from tests.cuda_emulator import emulated  # noqa: PLC0415
 
         with emulated():
-            return function(*args)
+            return function(*args, **kwargs)
 
 
 def _to_host(result, move):

@@ -186,3 +186,58 @@ def test_reference_kernels_return_biased_statistics():
 def test_invalid_arguments_raise_value_error_naming_the_values(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize("backend", ["reference", "numba", "cython"])
+@given(shape=shapes, training=st.booleans(), seed=st.integers(0, 2**16))
+def test_batch_norm_relu_is_relu_of_batch_norm(backend, shape, training, seed):
+    """F.batch_norm_relu (the ReLU inside batch norm's kernels in training) gives relu of
+    F.batch_norm: the values, the running statistics it updates, and the gradients (against
+    finite differences); in both modes, on every CPU backend."""
+    from tinygrad_cnn.kernels import use_backend
+
+    rng = np.random.default_rng(seed)
+    c = shape[1]
+    x, weight, bias = rng.normal(0.3, 1.0, shape), rng.normal(size=c), rng.normal(size=c)
+    running = [(Tensor(rng.normal(size=c)), Tensor(rng.uniform(0.5, 2.0, c))) for _ in range(2)]
+    running[1] = (Tensor(running[0][0].numpy().copy()), Tensor(running[0][1].numpy().copy()))
+    with use_backend(backend):
+        fused = F.batch_norm_relu(t64(x), *running[0], t64(weight), t64(bias), training, 0.1, 1e-5)
+        plain = F.relu(F.batch_norm(t64(x), *running[1], t64(weight), t64(bias), training, 0.1, 1e-5))
+        np.testing.assert_allclose(fused.numpy(), plain.numpy(), rtol=1e-12, atol=1e-12)
+        assert (fused.numpy() >= 0).all()
+        for ours, theirs in zip(running[0], running[1]):
+            np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-12)
+        gradcheck(lambda *ts: F.batch_norm_relu(ts[0], None, None, ts[1], ts[2], training=True),
+                  [t64(x), t64(weight), t64(bias)])
+
+
+def test_residual_blocks_fuse_their_batch_norm_relu_unless_a_hook_watches_the_batch_norm(monkeypatch):
+    """BasicBlock's conv -> BN -> ReLU runs as one F.batch_norm_relu; a forward hook on the
+    batch norm still sees its output before the ReLU (negative values), and the block's
+    output and gradients are the same either way."""
+    import tinygrad_cnn.nn.functional.normalization as normalization
+
+    calls = []
+    fused = normalization.batch_norm_relu
+    monkeypatch.setattr(F, "batch_norm_relu", lambda *a, **k: calls.append(1) or fused(*a, **k))
+    rng = np.random.default_rng(0)
+    block = nn.BasicBlock(4, 4).double()
+    x = rng.standard_normal((2, 4, 5, 5))
+    outputs = []
+    for hooked in (False, True):
+        seen = []
+        def watch(module, inputs, output, seen=seen):
+            seen.append(output.numpy().copy())
+        handle = block.bn1.register_forward_hook(watch) if hooked else None
+        inp = Tensor(x, requires_grad=True)
+        out = block(inp)
+        (out * out).sum().backward()
+        outputs.append((out.numpy(), inp.grad.numpy(), block.conv1.weight.grad.numpy().copy()))
+        block.zero_grad()
+        if hooked:
+            handle.remove()
+            assert len(seen) == 1 and (seen[0] < 0).any()  # batch norm's own output
+    assert calls == [1]  # the unhooked call only
+    for a, b in zip(*outputs):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

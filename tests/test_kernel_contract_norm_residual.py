@@ -19,27 +19,39 @@ ref_bn, ref_res = reference("batchnorm"), reference("residual")
 
 
 @pytest.mark.parametrize("backend", COMPILED)
-@given(shape=st.tuples(st.integers(1, 4), st.integers(1, 4), st.integers(1, 20)),
+@given(shape=st.tuples(st.integers(1, 4), st.integers(1, 4), st.integers(1, 70)),
        dtype=st.sampled_from(DTYPES), offset=st.floats(-3, 3), spread=st.floats(0.1, 10),
-       seed=st.integers(0, 2**16))
-def test_batch_norm_equals_reference(backend, shape, dtype, offset, spread, seed):
+       seed=st.integers(0, 2**16), relu=st.booleans())
+def test_batch_norm_equals_reference(backend, shape, dtype, offset, spread, seed, relu):
+    """Forward and backward against the reference, and with ``relu`` the fused ReLU: the
+    output max(y, 0), and the backward given the reference's output as ``relu_output``
+    (one mask for both), which must equal the unfused backward of the masked gradient.
+    Rows of up to 70 values reach the compiled loops' 8- and 16-lane blocks."""
     kernels = compiled(backend, "batchnorm")
     if shape[0] * shape[2] < 2:
         shape = (2, shape[1], shape[2])  # one value per channel: variance 0, nothing to compare
     x = (offset + spread * data(seed, shape, np.float64)).astype(dtype)
     weight, bias = data(seed + 1, shape[1], dtype), data(seed + 2, shape[1], dtype)
-    y, mean, inv_std = kernels.batch_norm_forward_train(x, weight, bias, 1e-5)
-    y_ref, mean_ref, inv_std_ref = ref_bn.batch_norm_forward_train(x, weight, bias, 1e-5)
+    y, mean, inv_std = kernels.batch_norm_forward_train(x, weight, bias, 1e-5, relu=relu)
+    y_ref, mean_ref, inv_std_ref = ref_bn.batch_norm_forward_train(x, weight, bias, 1e-5, relu=relu)
     assert_close(mean, mean_ref, dtype, scale=10 * (abs(offset) + spread))
     assert_close(inv_std, inv_std_ref, dtype, scale=10 / spread)
     assert_close(y, y_ref, dtype, scale=100.0)
+    if relu:
+        assert (y >= 0).all()
     grad_y = data(seed + 3, shape, dtype)
-    grads = kernels.batch_norm_backward(grad_y, x, mean_ref, inv_std_ref, weight)
-    grads_ref = ref_bn.batch_norm_backward(grad_y, x, mean_ref, inv_std_ref, weight)
+    mask = y_ref if relu else None
+    grads = kernels.batch_norm_backward(grad_y, x, mean_ref, inv_std_ref, weight, relu_output=mask)
+    grads_ref = ref_bn.batch_norm_backward(grad_y, x, mean_ref, inv_std_ref, weight, relu_output=mask)
     scales = (100 / spread, 100 * np.sqrt(x.size), 10 * np.sqrt(x.size))
     for got, want, scale in zip(grads, grads_ref, scales):
         # float32 grad_x subtracts sums of M terms: its error grows with M (and the tests' M is small)
         assert_close(got, want, dtype, scale=scale * (1 if dtype == np.float64 else 10))
+    if relu:
+        masked = np.where(y_ref <= 0, 0, grad_y).astype(dtype)
+        unfused = kernels.batch_norm_backward(masked, x, mean_ref, inv_std_ref, weight)
+        for got, want, scale in zip(grads, unfused, scales):
+            assert_close(got, want, dtype, scale=scale)
 
 
 @pytest.mark.parametrize("backend", COMPILED)

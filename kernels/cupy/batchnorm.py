@@ -9,6 +9,9 @@ kernels:
   centred sum of squares, two passes as the reference, so no cancellation; backward: the
   sums of grad_y and of grad_y x_hat);
 * an elementwise kernel, one thread per value, applying the per-channel numbers.
+
+With ``relu`` the forward writes max(y, 0) and the backward reads grad_y as 0 where that
+output (``relu_output``) is <= 0: the ReLU after the batch norm, inside its kernels.
 """
 
 from __future__ import annotations
@@ -41,15 +44,23 @@ __global__ void statistics(const T* __restrict__ x, T* __restrict__ mean, T* __r
   }
 }
 
-// y = (x - mean_c) (inv_std_c weight_c) + bias_c, one thread per value.
+// y = (x - mean_c) (inv_std_c weight_c) + bias_c, or max(y, 0) with relu (NaN stays NaN),
+// one thread per value.
 template <typename T>
 __global__ void normalize(const T* __restrict__ x, const T* __restrict__ mean, const T* __restrict__ inv_std,
                           const T* __restrict__ weight, const T* __restrict__ bias, T* __restrict__ y,
-                          long long N, long long C, long long L) {
+                          long long N, long long C, long long L, int relu) {
   GRID_STRIDE_LOOP(i, N * C * L) {
     const long long c = (i / L) % C;
-    y[i] = (x[i] - mean[c]) * (inv_std[c] * weight[c]) + bias[c];
+    const T v = (x[i] - mean[c]) * (inv_std[c] * weight[c]) + bias[c];
+    y[i] = relu && v < 0 ? T(0) : v;
   }
+}
+
+// grad_y[at], or 0 where masked and the fused ReLU's output relu_y[at] <= 0.
+template <typename T>
+__device__ T masked_gradient(const T* grad_y, const T* relu_y, long long at, int masked) {
+  return masked && relu_y[at] <= 0 ? T(0) : grad_y[at];
 }
 
 // Per channel c (one block each): grad_bias_c = sum g, grad_weight_c = sum g x_hat.
@@ -57,7 +68,7 @@ template <typename T>
 __global__ void gradient_sums(const T* __restrict__ grad_y, const T* __restrict__ x,
                               const T* __restrict__ mean, const T* __restrict__ inv_std,
                               T* __restrict__ grad_weight, T* __restrict__ grad_bias, long long N,
-                              long long C, long long L) {
+                              long long C, long long L, const T* __restrict__ relu_y, int masked) {
   __shared__ double scratch[BLOCK_THREADS];
   const long long M = N * L;
   for (long long c = blockIdx.x; c < C; c += gridDim.x) {
@@ -65,7 +76,7 @@ __global__ void gradient_sums(const T* __restrict__ grad_y, const T* __restrict_
     double g_sum = 0, gx_sum = 0;
     for (long long j = threadIdx.x; j < M; j += blockDim.x) {
       const long long at = ((j / L) * C + c) * L + j % L;
-      const double g = (double)grad_y[at];
+      const double g = (double)masked_gradient(grad_y, relu_y, at, masked);
       g_sum += g;
       gx_sum += g * ((double)x[at] - mu) * s;
     }
@@ -84,12 +95,13 @@ __global__ void input_gradient(const T* __restrict__ grad_y, const T* __restrict
                                const T* __restrict__ mean, const T* __restrict__ inv_std,
                                const T* __restrict__ weight, const T* __restrict__ grad_weight,
                                const T* __restrict__ grad_bias, T* __restrict__ grad_x, long long N,
-                               long long C, long long L) {
+                               long long C, long long L, const T* __restrict__ relu_y, int masked) {
   const T M = (T)(N * L);
   GRID_STRIDE_LOOP(i, N * C * L) {
     const long long c = (i / L) % C;
     const T x_hat = (x[i] - mean[c]) * inv_std[c];
-    grad_x[i] = weight[c] * inv_std[c] / M * (M * grad_y[i] - grad_bias[c] - x_hat * grad_weight[c]);
+    const T g = masked_gradient(grad_y, relu_y, i, masked);
+    grad_x[i] = weight[c] * inv_std[c] / M * (M * g - grad_bias[c] - x_hat * grad_weight[c]);
   }
 }
 """
@@ -103,26 +115,31 @@ def _sizes(x) -> tuple[int, int, int]:
     return n, c, x.size // (n * c)
 
 
-def batch_norm_forward_train(x, weight, bias, eps):
+def batch_norm_forward_train(x, weight, bias, eps, relu=False):
     """y = weight * (x - mean) / sqrt(var + eps) + bias with biased batch statistics per
-    channel; returns (y, mean, inv_std), mean and inv_std of shape (C,), y of x's shape."""
+    channel (max(y, 0) with ``relu``); returns (y, mean, inv_std), mean and inv_std of shape
+    (C,), y of x's shape."""
     xp = rt.xp()
     n, c, length = _sizes(x)
     mean, inv_std = xp.empty(c, dtype=x.dtype), xp.empty(c, dtype=x.dtype)
     y = xp.empty_like(x)
     rt.launch_blocks(PROGRAM, "statistics", x.dtype, c, x, mean, inv_std, float(eps), n, c, length)
-    rt.launch(PROGRAM, "normalize", x.dtype, x.size, x, mean, inv_std, weight, bias, y, n, c, length)
+    rt.launch(PROGRAM, "normalize", x.dtype, x.size, x, mean, inv_std, weight, bias, y, n, c, length,
+              int(bool(relu)))
     return y, mean, inv_std
 
 
-def batch_norm_backward(grad_y, x, mean, inv_std, weight):
-    """Gradients of the training-mode forward pass; returns (grad_x, grad_weight, grad_bias)."""
+def batch_norm_backward(grad_y, x, mean, inv_std, weight, relu_output=None):
+    """Gradients of the training-mode forward pass; returns (grad_x, grad_weight, grad_bias);
+    with ``relu_output`` (the forward's output with ``relu``), of relu(batch norm)."""
     xp = rt.xp()
     n, c, length = _sizes(x)
+    masked = relu_output is not None
+    relu_y = relu_output if masked else grad_y  # not read unless masked
     grad_weight, grad_bias = xp.empty(c, dtype=x.dtype), xp.empty(c, dtype=x.dtype)
     grad_x = xp.empty_like(x)
     rt.launch_blocks(PROGRAM, "gradient_sums", x.dtype, c, grad_y, x, mean, inv_std, grad_weight, grad_bias,
-                     n, c, length)
+                     n, c, length, relu_y, int(masked))
     rt.launch(PROGRAM, "input_gradient", x.dtype, x.size, grad_y, x, mean, inv_std, weight, grad_weight,
-              grad_bias, grad_x, n, c, length)
+              grad_bias, grad_x, n, c, length, relu_y, int(masked))
     return grad_x, grad_weight, grad_bias

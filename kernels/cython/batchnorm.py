@@ -32,8 +32,9 @@ def _per_channel(value: np.ndarray | None, channels: int, fill: float, dtype: np
 
 
 def batch_norm_forward_train(x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None,
-                             eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(y, mean, inv_std): mean and inv_std are (C,) batch statistics of x."""
+                             eps: float, relu: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(y, mean, inv_std): mean and inv_std are (C,) batch statistics of x; with ``relu``,
+    y = max(y, 0)."""
     (x,) = floats(x)
     x3 = _as_ncl(x)
     channels = x3.shape[1]
@@ -44,16 +45,25 @@ def batch_norm_forward_train(x: np.ndarray, weight: np.ndarray | None, bias: np.
     y = np.empty_like(x3)
     mean = np.empty(channels, dtype=x.dtype)
     inv_std = np.empty(channels, dtype=x.dtype)
-    _batchnorm.batch_norm_forward_into(x3, weight, bias, y, mean, inv_std, float(eps), threads_for(x.size))
+    _batchnorm.batch_norm_forward_into(x3, weight, bias, y, mean, inv_std, float(eps), bool(relu),
+                                       threads_for(x.size))
     return y.reshape(x.shape), mean, inv_std
 
 
 def batch_norm_backward(grad_y: np.ndarray, x: np.ndarray, mean: np.ndarray, inv_std: np.ndarray,
-                        weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(grad_x, grad_weight, grad_bias) of the training-mode forward pass."""
+                        weight: np.ndarray | None, relu_output: np.ndarray | None = None
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(grad_x, grad_weight, grad_bias) of the training-mode forward pass; with
+    ``relu_output`` (the forward's output with ``relu``), of relu(batch norm)."""
     grad_y, x = floats(grad_y, x)
     if grad_y.shape != x.shape:
         raise ValueError(f"grad_y {grad_y.shape} and x {x.shape} differ")
+    masked = relu_output is not None
+    if masked:
+        (relu_output,) = floats(relu_output)
+        if relu_output.shape != x.shape or relu_output.dtype != x.dtype:
+            raise ValueError(f"relu_output {relu_output.shape} {relu_output.dtype} and x {x.shape} "
+                             f"{x.dtype} differ")
     x3, g3 = _as_ncl(x), _as_ncl(grad_y)
     channels = x3.shape[1]
     mean = _per_channel(mean, channels, 0.0, x.dtype)
@@ -62,6 +72,7 @@ def batch_norm_backward(grad_y: np.ndarray, x: np.ndarray, mean: np.ndarray, inv
     grad_x = np.empty_like(x3)
     grad_weight = np.empty(channels, dtype=x.dtype)
     grad_bias = np.empty(channels, dtype=x.dtype)
-    _batchnorm.batch_norm_backward_into(g3, x3, mean, inv_std, weight, grad_x, grad_weight, grad_bias,
-                                        threads_for(x.size))
+    relu_y = _as_ncl(relu_output) if masked else g3  # not read unless masked
+    _batchnorm.batch_norm_backward_into(g3, x3, mean, inv_std, weight, grad_x, grad_weight, grad_bias, masked,
+                                        relu_y, threads_for(x.size))
     return grad_x.reshape(x.shape), grad_weight, grad_bias

@@ -9,6 +9,11 @@ values (for images L = H * W, so each feature map shares one mean and variance):
 
 ``weight`` and ``bias`` are arrays of shape (C,) (``nn.functional`` passes ones and
 zeros when the layer is not affine). Arrays are C-contiguous and of one dtype.
+
+``relu=True`` fuses the ReLU that follows most batch norms (conv -> BN -> ReLU): the forward
+returns max(y, 0), and the backward, given that output as ``relu_output``, first masks
+grad_y where it is <= 0 (ReLU's backward, as ``residual.add_relu_backward``). The compiled
+backends do it inside their passes: no array for y, none for the masked gradient.
 """
 
 from __future__ import annotations
@@ -16,19 +21,22 @@ from __future__ import annotations
 import numpy as np
 
 
-def batch_norm_forward_train(x, weight, bias, eps):
+def batch_norm_forward_train(x, weight, bias, eps, relu=False):
     """y = weight * (x - mean) / sqrt(var + eps) + bias with biased batch statistics per
-    channel; returns (y, mean, inv_std), mean and inv_std of shape (C,)."""
+    channel, or max(y, 0) with ``relu`` (NaN stays NaN); returns (y, mean, inv_std), mean
+    and inv_std of shape (C,)."""
     mean = x.mean(axis=(0, 2))
     centred = x - mean[None, :, None]
     var = (centred * centred).mean(axis=(0, 2))  # two passes: no cancellation as in E[x^2]-E[x]^2
     inv_std = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
     y = centred * (inv_std * weight)[None, :, None] + bias[None, :, None]
-    return y, mean, inv_std
+    return (np.maximum(y, 0) if relu else y), mean, inv_std
 
 
-def batch_norm_backward(grad_y, x, mean, inv_std, weight):
+def batch_norm_backward(grad_y, x, mean, inv_std, weight, relu_output=None):
     """Gradients of the training-mode forward pass; returns (grad_x, grad_weight, grad_bias).
+    With ``relu_output`` (the forward's output with ``relu=True``), grad_y is first masked
+    to 0 where that output is <= 0.
 
     With g = dL/dy and sums over the M values of a channel:
 
@@ -39,6 +47,8 @@ def batch_norm_backward(grad_y, x, mean, inv_std, weight):
     The last line is the chain rule through x_hat, mean and var: moving one x moves
     the statistics of its whole channel, hence the two subtracted sums.
     """
+    if relu_output is not None:
+        grad_y = np.where(relu_output <= 0, 0, grad_y).astype(grad_y.dtype)
     m = x.shape[0] * x.shape[2]
     x_hat = (x - mean[None, :, None]) * inv_std[None, :, None]
     grad_bias = grad_y.sum(axis=(0, 2))

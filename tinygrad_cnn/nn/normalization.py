@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 import tinygrad_cnn.nn.functional as F
+from tinygrad_cnn.nn import hooks
 from tinygrad_cnn.nn.functional.checks import check_flag, positive_int
 from tinygrad_cnn.nn.functional.normalization import check_options
 from tinygrad_cnn.nn.module import Module, Parameter
 from tinygrad_cnn.tensor import Tensor, as_dtype
 
-__all__ = ["BatchNorm1d", "BatchNorm2d"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "relu_of_batch_norm"]
 
 
 class _BatchNorm(Module):
@@ -75,6 +76,10 @@ class _BatchNorm(Module):
                              f"channels, expected num_features={self.num_features}")
 
     def forward(self, x: Tensor) -> Tensor:
+        return self._normalize(x, relu=False)
+
+    def _normalize(self, x: Tensor, relu: bool) -> Tensor:
+        """forward, or relu(forward) in one op (``F.batch_norm_relu``) with ``relu``."""
         self._check_input(x)
         factor = 0.0 if self.momentum is None else self.momentum
         counting = self.training and self.track_running_stats
@@ -82,7 +87,7 @@ class _BatchNorm(Module):
             factor = 1.0 / (int(self.num_batches_tracked.item()) + 1)
         use_batch_stats = self.training or self.running_mean is None
         update = not self.training or self.track_running_stats
-        y = F.batch_norm(
+        y = (F.batch_norm_relu if relu else F.batch_norm)(
             x,
             self.running_mean if update else None,
             self.running_var if update else None,
@@ -110,3 +115,15 @@ class BatchNorm2d(_BatchNorm):
     as a convolution treats it alike."""
 
     _input_dims = (4,)
+
+
+def relu_of_batch_norm(norm: Module, x: Tensor) -> Tensor:
+    """``F.relu(norm(x))``: with a batch-norm layer and nothing that could tell the difference
+    (no hook on it, its own forward), one op that runs the ReLU inside batch norm's kernels
+    (``F.batch_norm_relu``: a pass over the activations fewer each way); else those two calls,
+    so a hook on ``norm`` still sees its output before the ReLU. The residual blocks use it
+    for their conv -> BN -> ReLU."""
+    plain = isinstance(norm, _BatchNorm) and type(norm).forward is _BatchNorm.forward
+    if plain and not hooks.has_hooks(norm):
+        return norm._normalize(x, relu=True)
+    return F.relu(norm(x))

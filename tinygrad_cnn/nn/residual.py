@@ -19,7 +19,7 @@ import tinygrad_cnn.nn.functional as F
 from tinygrad_cnn.nn.conv import Conv2d
 from tinygrad_cnn.nn.functional.checks import positive_int
 from tinygrad_cnn.nn.module import Module, Sequential
-from tinygrad_cnn.nn.normalization import BatchNorm2d
+from tinygrad_cnn.nn.normalization import BatchNorm2d, relu_of_batch_norm
 from tinygrad_cnn.tensor import Tensor
 
 __all__ = ["BasicBlock", "Bottleneck"]
@@ -73,7 +73,7 @@ class BasicBlock(Module):
         self.downsample = _shortcut(in_channels, out_channels, stride, downsample)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
+        out = relu_of_batch_norm(self.bn1, self.conv1(x))  # F.relu(self.bn1(...)), fused
         out = self.bn2(self.conv2(out))
         shortcut = x if self.downsample is None else self.downsample(x)
         return F.add_relu(out, shortcut)
@@ -110,8 +110,8 @@ class Bottleneck(Module):
         self.downsample = _shortcut(in_channels, out_channels, stride, downsample)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = F.relu(self.bn2(self.conv2(out)))
+        out = relu_of_batch_norm(self.bn1, self.conv1(x))  # F.relu(self.bn1(...)), fused
+        out = relu_of_batch_norm(self.bn2, self.conv2(out))
         out = self.bn3(self.conv3(out))
         shortcut = x if self.downsample is None else self.downsample(x)
         return F.add_relu(out, shortcut)
