@@ -241,3 +241,21 @@ def test_residual_blocks_fuse_their_batch_norm_relu_unless_a_hook_watches_the_ba
     assert calls == [1]  # the unhooked call only
     for a, b in zip(*outputs):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_a_model_relu_module_is_fused_only_while_nothing_hooks_it(monkeypatch):
+    """ResNet's stem passes its nn.ReLU: fused while it has no hook; a hook on it is called
+    with batch norm's output, as without the fusion."""
+    import tinygrad_cnn.nn.functional.normalization as normalization
+
+    calls = []
+    fused = normalization.batch_norm_relu
+    monkeypatch.setattr(F, "batch_norm_relu", lambda *a, **k: calls.append(1) or fused(*a, **k))
+    bn, relu = nn.BatchNorm2d(3).double(), nn.ReLU()
+    x = Tensor(np.random.default_rng(1).standard_normal((2, 3, 4, 4)))
+    first = nn.relu_of_batch_norm(bn, x, relu).numpy()
+    seen = []
+    relu.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].numpy()))
+    second = nn.relu_of_batch_norm(bn, x, relu).numpy()
+    assert calls == [1] and len(seen) == 1 and (seen[0] < 0).any()
+    np.testing.assert_allclose(first, second, rtol=1e-12, atol=1e-12)

@@ -117,13 +117,18 @@ class BatchNorm2d(_BatchNorm):
     _input_dims = (4,)
 
 
-def relu_of_batch_norm(norm: Module, x: Tensor) -> Tensor:
-    """``F.relu(norm(x))``: with a batch-norm layer and nothing that could tell the difference
-    (no hook on it, its own forward), one op that runs the ReLU inside batch norm's kernels
+def relu_of_batch_norm(norm: Module, x: Tensor, activation: Module | None = None) -> Tensor:
+    """``F.relu(norm(x))`` (or ``activation(norm(x))`` for an ``nn.ReLU`` the model holds): with
+    a batch-norm layer and nothing that could tell the difference (no hook on either module,
+    their own forwards), one op that runs the ReLU inside batch norm's kernels
     (``F.batch_norm_relu``: a pass over the activations fewer each way); else those two calls,
-    so a hook on ``norm`` still sees its output before the ReLU. The residual blocks use it
-    for their conv -> BN -> ReLU."""
+    so a hook on ``norm`` still sees its output before the ReLU. ResNet's stems and residual
+    blocks use it for their conv -> BN -> ReLU."""
+    from tinygrad_cnn.nn.layers import ReLU
+
     plain = isinstance(norm, _BatchNorm) and type(norm).forward is _BatchNorm.forward
-    if plain and not hooks.has_hooks(norm):
+    plain_relu = activation is None or (type(activation).forward is ReLU.forward
+                                        and not hooks.has_hooks(activation))
+    if plain and plain_relu and not hooks.has_hooks(norm):
         return norm._normalize(x, relu=True)
-    return F.relu(norm(x))
+    return (F.relu if activation is None else activation)(norm(x))
