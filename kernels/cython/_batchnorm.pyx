@@ -12,9 +12,8 @@ Backward, with g = grad_y:
     grad_weight = sum(g * xhat)
     grad_x      = weight * inv_std * (g - grad_bias / M - xhat * grad_weight / M)
 
-``relu`` fuses the ReLU after the batch norm: the forward writes max(y, 0) (NaN stays NaN)
-and the backward reads grad_y as 0 where that output is <= 0 (ReLU's backward), in its
-own passes: no array for the pre-ReLU y, none for the masked gradient.
+``relu`` fuses the ReLU after the batch norm into the forward's write: max(y, 0) (NaN stays
+NaN). The backward of the pair masks grad_y first (batchnorm.py, with the residual loops).
 
 Sums accumulate in double precision (float32 sums over a large batch lose digits), and the
 variance is a second pass over the centred values (no sum-of-squares cancellation).
@@ -36,7 +35,6 @@ from libc.math cimport sqrt
 
 cdef enum:
     LANES = 16  # accumulators per row sum: a fixed-length inner loop the compiler vectorises
-    MASKED_LANES = 8  # the masked sums' (see _masked_row_sum)
 
 
 cdef inline double _lanes_total(double* acc) noexcept nogil:
@@ -102,51 +100,6 @@ cdef inline double _row_dot(const floating* g, const floating* x, Py_ssize_t len
     return _lanes_total(acc)
 
 
-# The masked sums keep MASKED_LANES accumulators, not LANES: with 16 (two AVX-512 vectors of
-# float64) gcc 12's -O3 loop vectorizer gave the upper 8 lanes the wrong mask inside the
-# parallel loop (found by the model gradient checks; correct with -O2, with
-# -fno-tree-loop-vectorize, with float32, and for the same function compiled alone).
-cdef inline double _masked_row_sum(const floating* g, const floating* y, Py_ssize_t length) noexcept nogil:
-    """sum_k g[k] over the k where y[k] > 0 (or NaN), in MASKED_LANES accumulators."""
-    cdef double acc[MASKED_LANES]
-    cdef Py_ssize_t k = 0
-    cdef int j
-    cdef double total = 0
-    for j in range(MASKED_LANES):
-        acc[j] = 0
-    while k + MASKED_LANES <= length:
-        for j in range(MASKED_LANES):
-            acc[j] = acc[j] + (0 if y[k + j] <= 0 else g[k + j])
-        k = k + MASKED_LANES
-    while k < length:
-        acc[0] = acc[0] + (0 if y[k] <= 0 else g[k])
-        k = k + 1
-    for j in range(MASKED_LANES):
-        total = total + acc[j]
-    return total
-
-
-cdef inline double _masked_row_dot(const floating* g, const floating* y, const floating* x, Py_ssize_t length,
-                                   double mu) noexcept nogil:
-    """sum_k g[k] * (x[k] - mu) over the k where y[k] > 0 (or NaN)."""
-    cdef double acc[MASKED_LANES]
-    cdef Py_ssize_t k = 0
-    cdef int j
-    cdef double total = 0
-    for j in range(MASKED_LANES):
-        acc[j] = 0
-    while k + MASKED_LANES <= length:
-        for j in range(MASKED_LANES):
-            acc[j] = acc[j] + (0 if y[k + j] <= 0 else g[k + j]) * (x[k + j] - mu)
-        k = k + MASKED_LANES
-    while k < length:
-        acc[0] = acc[0] + (0 if y[k] <= 0 else g[k]) * (x[k] - mu)
-        k = k + 1
-    for j in range(MASKED_LANES):
-        total = total + acc[j]
-    return total
-
-
 def batch_norm_forward_into(const floating[:, :, ::1] x, const floating[::1] weight,
                             const floating[::1] bias, floating[:, :, ::1] y,
                             floating[::1] mean, floating[::1] inv_std, double eps, bint relu,
@@ -190,17 +143,14 @@ def batch_norm_forward_into(const floating[:, :, ::1] x, const floating[::1] wei
 def batch_norm_backward_into(const floating[:, :, ::1] grad_y, const floating[:, :, ::1] x,
                              const floating[::1] mean, const floating[::1] inv_std,
                              const floating[::1] weight, floating[:, :, ::1] grad_x,
-                             floating[::1] grad_weight, floating[::1] grad_bias, bint masked,
-                             const floating[:, :, ::1] relu_y, int num_threads):
-    """Write grad_x, grad_weight and grad_bias (see the module docstring); with ``masked``,
-    of relu(batch norm), relu_y being its output (not read otherwise)."""
+                             floating[::1] grad_weight, floating[::1] grad_bias, int num_threads):
+    """Write grad_x, grad_weight and grad_bias (see the module docstring)."""
     cdef Py_ssize_t n_img = x.shape[0], channels = x.shape[1], length = x.shape[2]
     cdef Py_ssize_t c, n, k
     cdef double count = <double>(n_img * length), sum_g, sum_gx, mu, inv
-    cdef floating scale, mean_g, slope, centre, g_k, y_k, zero = 0
+    cdef floating scale, mean_g, slope, centre
     cdef const floating* g_row
     cdef const floating* x_row
-    cdef const floating* y_row
     cdef floating* out
     for c in prange(channels, nogil=True, schedule="static", num_threads=num_threads):
         mu = mean[c]
@@ -208,12 +158,8 @@ def batch_norm_backward_into(const floating[:, :, ::1] grad_y, const floating[:,
         sum_g = 0
         sum_gx = 0                                   # sum(g * (x - mean))
         for n in range(n_img):
-            if masked:
-                sum_g = sum_g + _masked_row_sum(&grad_y[n, c, 0], &relu_y[n, c, 0], length)
-                sum_gx = sum_gx + _masked_row_dot(&grad_y[n, c, 0], &relu_y[n, c, 0], &x[n, c, 0], length, mu)
-            else:
-                sum_g = sum_g + _row_sum(&grad_y[n, c, 0], length, 0.0)
-                sum_gx = sum_gx + _row_dot(&grad_y[n, c, 0], &x[n, c, 0], length, mu)
+            sum_g = sum_g + _row_sum(&grad_y[n, c, 0], length, 0.0)
+            sum_gx = sum_gx + _row_dot(&grad_y[n, c, 0], &x[n, c, 0], length, mu)
         grad_bias[c] = <floating>sum_g
         grad_weight[c] = <floating>(sum_gx * inv)
         # grad_x = scale * ((g - mean_g) - (x - mean) * slope), the closed form above with
@@ -227,12 +173,5 @@ def batch_norm_backward_into(const floating[:, :, ::1] grad_y, const floating[:,
             g_row = &grad_y[n, c, 0]
             x_row = &x[n, c, 0]
             out = &grad_x[n, c, 0]
-            if masked:
-                y_row = &relu_y[n, c, 0]
-                for k in range(length):
-                    g_k = g_row[k]  # loaded, then selected (see _masked_row_sum)
-                    y_k = y_row[k]
-                    out[k] = scale * (((zero if y_k <= zero else g_k) - mean_g) - (x_row[k] - centre) * slope)
-            else:
-                for k in range(length):
-                    out[k] = scale * ((g_row[k] - mean_g) - (x_row[k] - centre) * slope)
+            for k in range(length):
+                out[k] = scale * ((g_row[k] - mean_g) - (x_row[k] - centre) * slope)
