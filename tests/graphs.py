@@ -214,12 +214,13 @@ def _batch_norm(ctx, xs, p):
     weight = other.mean((0, 2, 3)) + 1.0
     bias = other.amax((0, 2, 3)) if p["bias"] else None
     c = ctx.shape[1]
+    norm = ctx.F.batch_norm_relu if p.get("relu") else ctx.F.batch_norm
     if p["training"]:
         running = (ctx.tensor(p["seed"], (c,)), ctx.tensor(p["seed"] + 1, (c,), "positive")) \
             if p["running"] else (None, None)
-        return ctx.F.batch_norm(x, *running, weight, bias, training=True)
+        return norm(x, *running, weight, bias, training=True)
     mean, var = ctx.tensor(p["seed"], (c,)), ctx.tensor(p["seed"] + 1, (c,), "positive")
-    return ctx.F.batch_norm(x, mean, var, weight, bias, training=False)
+    return norm(x, mean, var, weight, bias, training=False)
 
 
 def _cat_pick(ctx, xs, p):
@@ -431,7 +432,7 @@ OPS: dict[str, OpSpec] = {
         "count_include_pad": st.booleans()}), _pool),
     "batch_norm": (2, lambda shape: st.fixed_dictionaries({
         "training": st.booleans(), "running": st.booleans(), "bias": st.booleans(),
-        "seed": st.integers(0, 2**16)}), _batch_norm),
+        "relu": st.booleans(), "seed": st.integers(0, 2**16)}), _batch_norm),
     "loss": (2, lambda shape: st.fixed_dictionaries({
         "kind": st.sampled_from(["mse", "bce_logits", "bce", "cross_entropy", "soft_cross_entropy", "nll"]),
         "reduction": st.sampled_from(["mean", "sum", "none"]), "options": st.booleans(),

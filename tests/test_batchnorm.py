@@ -259,3 +259,21 @@ def test_a_model_relu_module_is_fused_only_while_nothing_hooks_it(monkeypatch):
     second = nn.relu_of_batch_norm(bn, x, relu).numpy()
     assert calls == [1] and len(seen) == 1 and (seen[0] < 0).any()
     np.testing.assert_allclose(first, second, rtol=1e-12, atol=1e-12)
+
+
+def test_a_replaced_forward_or_a_plain_function_is_called_as_given():
+    """Found by a second reading: a batch norm whose forward was replaced on the object, and
+    a model whose ReLU is a plain function, run what they were given, unfused."""
+    from tinygrad_cnn.models import resnet20
+
+    x = Tensor(np.random.default_rng(2).standard_normal((2, 3, 4, 4)))
+    bn = nn.BatchNorm2d(3).double()
+    bn.forward = lambda t: t * 0.0 + 5.0
+    np.testing.assert_array_equal(nn.relu_of_batch_norm(bn, x).numpy(), np.full((2, 3, 4, 4), 5.0))
+    relu = nn.ReLU()
+    relu.forward = lambda t: t * 0.0 - 1.0
+    bn2 = nn.BatchNorm2d(3).double()
+    np.testing.assert_array_equal(nn.relu_of_batch_norm(bn2, x, relu).numpy(), np.full((2, 3, 4, 4), -1.0))
+    model = resnet20()
+    model.relu = F.relu
+    assert model(Tensor(np.zeros((2, 3, 32, 32), np.float32))).shape == (2, 10)

@@ -49,7 +49,7 @@ __global__ void statistics(const T* __restrict__ x, T* __restrict__ mean, T* __r
 template <typename T>
 __global__ void normalize(const T* __restrict__ x, const T* __restrict__ mean, const T* __restrict__ inv_std,
                           const T* __restrict__ weight, const T* __restrict__ bias, T* __restrict__ y,
-                          long long N, long long C, long long L, int relu) {
+                          long long N, long long C, long long L, long long relu) {
   GRID_STRIDE_LOOP(i, N * C * L) {
     const long long c = (i / L) % C;
     const T v = (x[i] - mean[c]) * (inv_std[c] * weight[c]) + bias[c];
@@ -59,7 +59,7 @@ __global__ void normalize(const T* __restrict__ x, const T* __restrict__ mean, c
 
 // grad_y[at], or 0 where masked and the fused ReLU's output relu_y[at] <= 0.
 template <typename T>
-__device__ T masked_gradient(const T* grad_y, const T* relu_y, long long at, int masked) {
+__device__ T masked_gradient(const T* grad_y, const T* relu_y, long long at, long long masked) {
   return masked && relu_y[at] <= 0 ? T(0) : grad_y[at];
 }
 
@@ -68,7 +68,7 @@ template <typename T>
 __global__ void gradient_sums(const T* __restrict__ grad_y, const T* __restrict__ x,
                               const T* __restrict__ mean, const T* __restrict__ inv_std,
                               T* __restrict__ grad_weight, T* __restrict__ grad_bias, long long N,
-                              long long C, long long L, const T* __restrict__ relu_y, int masked) {
+                              long long C, long long L, const T* __restrict__ relu_y, long long masked) {
   __shared__ double scratch[BLOCK_THREADS];
   const long long M = N * L;
   for (long long c = blockIdx.x; c < C; c += gridDim.x) {
@@ -95,7 +95,7 @@ __global__ void input_gradient(const T* __restrict__ grad_y, const T* __restrict
                                const T* __restrict__ mean, const T* __restrict__ inv_std,
                                const T* __restrict__ weight, const T* __restrict__ grad_weight,
                                const T* __restrict__ grad_bias, T* __restrict__ grad_x, long long N,
-                               long long C, long long L, const T* __restrict__ relu_y, int masked) {
+                               long long C, long long L, const T* __restrict__ relu_y, long long masked) {
   const T M = (T)(N * L);
   GRID_STRIDE_LOOP(i, N * C * L) {
     const long long c = (i / L) % C;

@@ -19,6 +19,7 @@ backends do it inside their passes: no array for y, none for the masked gradient
 from __future__ import annotations
 
 import numpy as np
+from tinygrad_cnn.kernels.reference.residual import add_relu_backward
 
 
 def batch_norm_forward_train(x, weight, bias, eps, relu=False):
@@ -47,8 +48,8 @@ def batch_norm_backward(grad_y, x, mean, inv_std, weight, relu_output=None):
     The last line is the chain rule through x_hat, mean and var: moving one x moves
     the statistics of its whole channel, hence the two subtracted sums.
     """
-    if relu_output is not None:
-        grad_y = np.where(relu_output <= 0, 0, grad_y).astype(grad_y.dtype)
+    if relu_output is not None:  # ReLU's backward first, as the unfused pair runs it
+        grad_y = add_relu_backward(grad_y, relu_output)
     m = x.shape[0] * x.shape[2]
     x_hat = (x - mean[None, :, None]) * inv_std[None, :, None]
     grad_bias = grad_y.sum(axis=(0, 2))

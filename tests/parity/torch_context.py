@@ -13,8 +13,8 @@ from tests.graphs import Context
 
 
 class TorchFunctional:
-    """``torch.nn.functional``, with the fused residual join and the per-side conv padding
-    of tinygrad_cnn written with PyTorch ops."""
+    """``torch.nn.functional``, with the fused residual join, the fused batch norm + ReLU and
+    the per-side conv padding of tinygrad_cnn written with PyTorch ops."""
 
     def __getattr__(self, name):
         return getattr(TF, name)
@@ -22,6 +22,10 @@ class TorchFunctional:
     @staticmethod
     def add_relu(a, b):
         return torch.relu(a + b)
+
+    @staticmethod
+    def batch_norm_relu(*args, **kwargs):
+        return torch.relu(TF.batch_norm(*args, **kwargs))
 
     @staticmethod
     def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):

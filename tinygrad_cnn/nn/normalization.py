@@ -118,17 +118,21 @@ class BatchNorm2d(_BatchNorm):
 
 
 def relu_of_batch_norm(norm: Module, x: Tensor, activation: Module | None = None) -> Tensor:
-    """``F.relu(norm(x))`` (or ``activation(norm(x))`` for an ``nn.ReLU`` the model holds): with
-    a batch-norm layer and nothing that could tell the difference (no hook on either module,
-    their own forwards), one op that runs the ReLU inside batch norm's kernels
-    (``F.batch_norm_relu``: a pass over the activations fewer each way); else those two calls,
-    so a hook on ``norm`` still sees its output before the ReLU. ResNet's stems and residual
-    blocks use it for their conv -> BN -> ReLU."""
+    """``F.relu(norm(x))`` (or ``activation(norm(x))`` for the ReLU a model holds): with a
+    batch-norm layer and nothing that could tell the difference (no hook on either module,
+    their own forwards, not replaced on the class or on the object), one op that runs the
+    ReLU inside batch norm's kernels (``F.batch_norm_relu``: a pass over the activations fewer
+    each way); else those two calls, so a hook on ``norm`` still sees its output before the
+    ReLU, and an ``activation`` that is anything else (another module, a plain function) is
+    called as given. ResNet's stems and residual blocks use it for their conv -> BN -> ReLU."""
     from tinygrad_cnn.nn.layers import ReLU
 
-    plain = isinstance(norm, _BatchNorm) and type(norm).forward is _BatchNorm.forward
-    plain_relu = activation is None or (type(activation).forward is ReLU.forward
-                                        and not hooks.has_hooks(activation))
-    if plain and plain_relu and not hooks.has_hooks(norm):
+    if (_plain(norm, _BatchNorm) and (activation is None or _plain(activation, ReLU))):
         return norm._normalize(x, relu=True)
     return (F.relu if activation is None else activation)(norm(x))
+
+
+def _plain(module, cls) -> bool:
+    """``module`` is a ``cls`` running ``cls.forward`` as it is, with no hook."""
+    return (isinstance(module, cls) and type(module).forward is cls.forward
+            and "forward" not in module.__dict__ and not hooks.has_hooks(module))
