@@ -182,6 +182,12 @@ def test_reference_kernels_return_biased_statistics():
      r"running_mean has shape \(2,\), expected \(3,\)"),
     (lambda: F.batch_norm(Tensor(np.zeros((2, 3))), None, None), r"needed when training=False"),
     (lambda: F.batch_norm(Tensor(np.zeros(3)), None, None, training=True), r"\(N, C, \*\), got shape \(3,\)"),
+    (lambda: F.batch_norm_relu(Tensor(np.zeros((2, 3))), Tensor(np.zeros(2)), Tensor(np.ones(2))),
+     r"batch_norm_relu: running_mean has shape \(2,\), expected \(3,\)"),
+    (lambda: F.batch_norm_relu(Tensor(np.zeros((2, 3))), None, None, training=True, momentum=2.0),
+     r"batch_norm_relu: momentum must be a number in \[0, 1\], got 2.0"),
+    (lambda: F.batch_norm_relu(Tensor(np.zeros((1, 3))), None, None, training=True),
+     r"batch_norm_relu: expected more than 1 value per channel"),
 ])
 def test_invalid_arguments_raise_value_error_naming_the_values(call, match):
     with pytest.raises(ValueError, match=match):

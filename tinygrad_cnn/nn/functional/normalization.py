@@ -139,7 +139,7 @@ def _batch_norm(fn: str, x, running_mean, running_var, weight, bias, training, m
     training = check_flag(fn, "training", training)
     check_options(fn, eps, momentum if training else 0.0)
     if training:
-        return _batch_norm_train(x, running_mean, running_var, weight, bias, momentum, eps, relu)
+        return _batch_norm_train(fn, x, running_mean, running_var, weight, bias, momentum, eps, relu)
     if running_mean is None:
         raise ValueError(f"{fn}: running_mean and running_var are needed when training=False")
     shape = (1, c) + (1,) * (x.ndim - 2)  # broadcast a per-channel vector over N and *
@@ -153,11 +153,11 @@ def _batch_norm(fn: str, x, running_mean, running_var, weight, bias, training, m
     return relu_function(y) if relu else y
 
 
-def _batch_norm_train(x, running_mean, running_var, weight, bias, momentum, eps, relu) -> Tensor:
+def _batch_norm_train(fn, x, running_mean, running_var, weight, bias, momentum, eps, relu) -> Tensor:
     n, c = x.shape[:2]
     count = x.data.size // c  # values per channel
     if count <= 1:
-        raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input "
+        raise ValueError(f"{fn}: expected more than 1 value per channel when training, got input "
                          f"of shape {x.shape}")
     xp = array_module(x.device)
     if weight is None:
