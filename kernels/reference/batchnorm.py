@@ -13,7 +13,8 @@ zeros when the layer is not affine). Arrays are C-contiguous and of one dtype.
 ``relu=True`` fuses the ReLU that follows most batch norms (conv -> BN -> ReLU): the forward
 returns max(y, 0), and the backward, given that output as ``relu_output``, first masks
 grad_y where it is <= 0 (ReLU's backward, as ``residual.add_relu_backward``). The compiled
-backends do it inside their passes: no array for y, none for the masked gradient.
+backends put the ReLU in the forward's write (no array for the pre-ReLU y); Numba's backward
+also masks inside its two passes, Cython's in one vectorised pass before them.
 """
 
 from __future__ import annotations
